@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+KEY_ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb3JzbiBzaG91bGQgYmUgYSByZWFsIGtleQ== t@test"
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+LOCK_TEXT = f"""version: 1
+images:
+  registry.test:5000/ml/tf:2.17.0:
+    digest: {DIGEST_A}
+  registry.test:5000/ml/tf:2.18.0:
+    digest: {DIGEST_B}
+"""
+
+GOOD_DATA = {
+    "gpu_count": 4,
+    "nvidia_driver": {"branch": "550", "version": "550.127.05"},
+    "docker_engine": {"version": "27.3.1"},
+    "container_toolkit": {"version": "1.17.3"},
+    "image_lock": "images.lock.yaml",
+    "registries": {"registry.test:5000": {"username": "robot", "password_secret": "reg_pw"}},
+    "secrets": {
+        "reg_pw": {"env": "TFENV_TEST_REG_PW"},
+        "token": {"file": "secrets/token"},
+    },
+    "nfs_mounts": {
+        "ckpt": {"server": "nfs.test", "export": "/export/ckpt", "mount_point": "/mnt/ckpt"},
+    },
+    "containers": {
+        "dev-a": {
+            "image": "registry.test:5000/ml/tf:2.17.0",
+            "user": {"name": "alice", "uid": 2001, "gid": 2001},
+            "authorized_keys": [KEY_ED25519],
+            "ports": [{"container": 22, "host": 2201}],
+            "gpus": [0, 1],
+            "jupyter": {"token_secret": "token"},
+            "checkpoints": {"nfs": "ckpt"},
+        },
+        "dev-b": {
+            "image": "registry.test:5000/ml/tf:2.18.0",
+            "user": {"name": "bob", "uid": 2002, "gid": 2002},
+            "ports": [{"container": 22, "host": 2202}],
+            "gpus": [2, 3],
+        },
+    },
+    # pyinfra's own keys must be left alone
+    "ssh_port": 22,
+    "_sudo": True,
+}
+
+SECRET_ENV_VALUE = "env-secret-Zq8yX2"
+SECRET_FILE_VALUE = "file-secret-Pw3kLm"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory holding a lock file and a 0600 secret file; the secret
+    environment variable set. Relative paths in GOOD_DATA resolve here."""
+    (tmp_path / "images.lock.yaml").write_text(LOCK_TEXT)
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    token = secrets_dir / "token"
+    token.write_text(SECRET_FILE_VALUE + "\n")
+    os.chmod(token, 0o600)
+    monkeypatch.setenv("TFENV_TEST_REG_PW", SECRET_ENV_VALUE)
+    return tmp_path
+
+
+@pytest.fixture
+def good_data() -> dict:
+    return copy.deepcopy(GOOD_DATA)

@@ -1,0 +1,395 @@
+"""Every kind of bad declared data is rejected with host and field named."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import KEY_ED25519, SECRET_ENV_VALUE, SECRET_FILE_VALUE
+
+from tfenv.model import SpecError, load, read_secret
+from tfenv.model.secrets import SecretRef
+
+HOST = "gpu-07.test"
+
+
+def problems_for(data: dict, base: Path) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load(HOST, data, base)
+    return [str(p) for p in info.value.problems]
+
+
+def test_valid_data_loads(workdir: Path, good_data: dict) -> None:
+    spec = load(HOST, good_data, workdir)
+    assert spec.host == HOST
+    assert spec.nvidia_driver.version == "550.127.05"
+    assert spec.nvidia_driver.kernel_modules == "open"  # default
+    assert spec.containers["dev-a"].gpus == (0, 1)
+    assert spec.image_lock.get("registry.test:5000/ml/tf:2.17.0").pinned == (
+        "registry.test:5000/ml/tf@sha256:" + "a" * 64
+    )
+    assert spec.containers["dev-a"].ports[0].address == "0.0.0.0"
+
+
+def set_in(path: str, value: object) -> Callable[[dict], None]:
+    """Mutation that sets data[a][b][c] = value for path 'a.b.c' (ints index lists)."""
+
+    def mutate(data: dict) -> None:
+        *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+        target = data
+        for part in parents:
+            target = target[part]
+        target[last] = value
+
+    return mutate
+
+
+def delete(path: str) -> Callable[[dict], None]:
+    def mutate(data: dict) -> None:
+        *parents, last = path.split(".")
+        target = data
+        for part in parents:
+            target = target[part]
+        del target[last]
+
+    return mutate
+
+
+def lock_text(text: str) -> Callable[[dict], None]:
+    """Mutation that points image_lock at a lock file with ``text``."""
+
+    def mutate(data: dict) -> None:
+        data["image_lock"] = "bad.lock.yaml"
+        data["_lock_text"] = text
+
+    return mutate
+
+
+LOCK_HEAD = "version: 1\nimages:\n"
+A = "sha256:" + "a" * 64
+
+REJECTIONS = [
+    # (id, mutation, field named, words the expectation must contain)
+    (
+        "floating tag in container",
+        set_in("containers.dev-a.image", "registry.test:5000/ml/tf:latest"),
+        "containers.dev-a.image",
+        "floating tag 'latest'",
+    ),
+    (
+        "no tag in container",
+        set_in("containers.dev-a.image", "registry.test:5000/ml/tf"),
+        "containers.dev-a.image",
+        "explicit tag",
+    ),
+    (
+        "floating tag in lock",
+        lock_text(LOCK_HEAD + f"  r.test/tf:latest:\n    digest: {A}\n"),
+        "images['r.test/tf:latest']",
+        "floating tag",
+    ),
+    (
+        "no tag in lock",
+        lock_text(LOCK_HEAD + f"  r.test/tf:\n    digest: {A}\n"),
+        "images['r.test/tf']",
+        "explicit tag",
+    ),
+    (
+        "missing digest in lock",
+        lock_text(LOCK_HEAD + "  r.test/tf:1.0:\n    platform_digest: null\n"),
+        "images['r.test/tf:1.0'].digest",
+        "run: tfenv lock",
+    ),
+    (
+        "malformed digest in lock",
+        lock_text(LOCK_HEAD + "  r.test/tf:1.0:\n    digest: sha256:abc\n"),
+        "images['r.test/tf:1.0'].digest",
+        "sha256:<64 hex>",
+    ),
+    ("missing lock file", set_in("image_lock", "nope.yaml"), "image_lock", "to exist"),
+    (
+        "image not in lock",
+        set_in("containers.dev-a.image", "registry.test:5000/ml/tf:9.9.9"),
+        "containers.dev-a.image",
+        "pinned in images.lock.yaml",
+    ),
+    (
+        "secret env unset",
+        set_in("secrets.reg_pw", {"env": "TFENV_TEST_UNSET_VAR"}),
+        "secrets.reg_pw",
+        "TFENV_TEST_UNSET_VAR to be set",
+    ),
+    (
+        "secret file missing",
+        set_in("secrets.token", {"file": "secrets/none"}),
+        "secrets.token",
+        "to exist",
+    ),
+    (
+        "secret reference to undeclared secret",
+        set_in("containers.dev-a.jupyter.token_secret", "nope"),
+        "containers.dev-a.jupyter.token_secret",
+        "declared in 'secrets'",
+    ),
+    (
+        "registry password secret undeclared",
+        lambda d: d["registries"]["registry.test:5000"].update(password_secret="nope"),
+        "registries.registry.test:5000.password_secret",
+        "declared in 'secrets'",
+    ),
+    (
+        "secret with two sources",
+        set_in("secrets.token", {"env": "X", "file": "y"}),
+        "secrets.token",
+        "exactly one of 'env' or 'file'",
+    ),
+    (
+        "duplicate host port",
+        set_in("containers.dev-b.ports.0.host", 2201),
+        "containers.dev-b.ports[0].host",
+        "not already published by containers.dev-a.ports[0]",
+    ),
+    (
+        "port overlaps wildcard",
+        lambda d: d["containers"]["dev-b"].update(
+            ports=[{"container": 22, "host": 2201, "address": "127.0.0.1"}]
+        ),
+        "containers.dev-b.ports[0].host",
+        "not already published",
+    ),
+    (
+        "gpu index beyond host",
+        set_in("containers.dev-b.gpus", [3, 4]),
+        "containers.dev-b.gpus",
+        "GPU indices 0..3",
+    ),
+    (
+        "gpu count beyond host",
+        set_in("containers.dev-b.gpus", 5),
+        "containers.dev-b.gpus",
+        "at most 4 GPUs",
+    ),
+    ("gpu indices without gpu_count", delete("gpu_count"), "gpu_count", "the host's GPU count"),
+    (
+        "gpus malformed",
+        set_in("containers.dev-b.gpus", "two"),
+        "containers.dev-b.gpus",
+        "'all', a GPU count",
+    ),
+    (
+        "driver branch format",
+        set_in("nvidia_driver.branch", "R550"),
+        "nvidia_driver.branch",
+        "three-digit driver branch",
+    ),
+    (
+        "driver version format",
+        set_in("nvidia_driver.version", "550"),
+        "nvidia_driver.version",
+        "exact driver version",
+    ),
+    (
+        "driver version outside branch",
+        set_in("nvidia_driver.version", "535.216.01"),
+        "nvidia_driver",
+        "to belong to branch '550'",
+    ),
+    (
+        "kernel modules choice",
+        set_in("nvidia_driver.kernel_modules", "closed"),
+        "nvidia_driver.kernel_modules",
+        "expected 'open' or 'proprietary', got 'closed'",
+    ),
+    (
+        "nfs missing server",
+        delete("nfs_mounts.ckpt.server"),
+        "nfs_mounts.ckpt.server",
+        "required field",
+    ),
+    (
+        "nfs missing export",
+        delete("nfs_mounts.ckpt.export"),
+        "nfs_mounts.ckpt.export",
+        "required field",
+    ),
+    (
+        "nfs relative mount point",
+        set_in("nfs_mounts.ckpt.mount_point", "mnt/ckpt"),
+        "nfs_mounts.ckpt.mount_point",
+        "absolute path",
+    ),
+    (
+        "checkpoints on undeclared nfs",
+        set_in("containers.dev-a.checkpoints.nfs", "other"),
+        "containers.dev-a.checkpoints.nfs",
+        "an entry in nfs_mounts (ckpt)",
+    ),
+    (
+        "user name invalid",
+        set_in("containers.dev-a.user.name", "Alice Smith"),
+        "containers.dev-a.user.name",
+        "Unix user name",
+    ),
+    (
+        "root uid",
+        set_in("containers.dev-a.user.uid", 0),
+        "containers.dev-a.user.uid",
+        "greater than or equal to 1",
+    ),
+    (
+        "key type invalid",
+        set_in("containers.dev-a.authorized_keys", ["ssh-foo AAAA x"]),
+        "containers.dev-a.authorized_keys",
+        "key type among",
+    ),
+    (
+        "key data invalid",
+        set_in("containers.dev-a.authorized_keys", ["ssh-ed25519 !!!notbase64"]),
+        "containers.dev-a.authorized_keys",
+        "base64",
+    ),
+    (
+        "key data of other type",
+        set_in("containers.dev-a.authorized_keys", ["ssh-rsa " + KEY_ED25519.split()[1]]),
+        "containers.dev-a.authorized_keys",
+        "encodes a ssh-rsa key",
+    ),
+    (
+        "private key pasted",
+        set_in("containers.dev-a.authorized_keys", ["-----BEGIN OPENSSH PRIVATE KEY-----"]),
+        "containers.dev-a.authorized_keys",
+        "key type among",
+    ),
+    (
+        "top-level typo",
+        lambda d: d.update(containres={}),
+        "containres",
+        "did you mean 'containers'",
+    ),
+    ("tfenv_ prefixed unknown key", lambda d: d.update(tfenv_foo=1), "tfenv_foo", "a known key"),
+    (
+        "nested typo",
+        set_in("containers.dev-a.shm_szie", "8g"),
+        "containers.dev-a.shm_szie",
+        "did you mean 'shm_size'",
+    ),
+    (
+        "driver typo",
+        set_in("nvidia_driver.verison", "550.1.1"),
+        "nvidia_driver.verison",
+        "did you mean 'version'",
+    ),
+    (
+        "restart policy",
+        set_in("containers.dev-a.restart", "sometimes"),
+        "containers.dev-a.restart",
+        "'unless-stopped'",
+    ),
+    (
+        "bad container name",
+        lambda d: d["containers"].update({"bad name!": d["containers"].pop("dev-b")}),
+        "containers.bad name!",
+        "Docker container name",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "words"), [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS]
+)
+def test_rejection_names_host_and_field(workdir: Path, good_data: dict, mutate, field, words):
+    mutate(good_data)
+    if "_lock_text" in good_data:
+        (workdir / "bad.lock.yaml").write_text(good_data.pop("_lock_text"))
+        for name in good_data["containers"]:
+            good_data["containers"][name]["image"] = "r.test/tf:1.0"
+    problems = problems_for(good_data, workdir)
+    matching = [p for p in problems if p.startswith(f"{HOST}: ") and field in p and words in p]
+    assert matching, f"no problem naming {field!r} with {words!r} in {problems}"
+
+
+def test_secret_file_readable_by_others_is_rejected(workdir: Path, good_data: dict) -> None:
+    os.chmod(workdir / "secrets" / "token", 0o644)
+    problems = problems_for(good_data, workdir)
+    assert any(
+        "secrets.token" in p and "readable only by its owner" in p and "chmod 600" in p
+        for p in problems
+    ), problems
+
+
+def test_all_problems_reported_at_once(workdir: Path, good_data: dict) -> None:
+    good_data["nvidia_driver"]["branch"] = "x"
+    good_data["nfs_mounts"]["ckpt"]["mount_point"] = "relative"
+    good_data["containers"]["dev-a"]["user"]["name"] = "Bad Name"
+    assert len(problems_for(good_data, workdir)) == 3
+
+
+def test_other_top_level_keys_are_left_to_pyinfra(workdir: Path, good_data: dict) -> None:
+    good_data.update(ssh_user="ops", ssh_known_hosts_file="/x", my_app_setting=1)
+    load(HOST, good_data, workdir)
+
+
+# --- secrets never leak -------------------------------------------------------
+
+
+def test_resolved_secret_never_shows_its_value(workdir: Path) -> None:
+    value = read_secret("token", SecretRef(file="secrets/token"), workdir)
+    assert value.reveal() == SECRET_FILE_VALUE
+    for text in (repr(value), str(value), f"{value}", f"{value!r}", repr([value])):
+        assert SECRET_FILE_VALUE not in text
+    env_value = read_secret("reg_pw", SecretRef(env="TFENV_TEST_REG_PW"), workdir)
+    assert env_value.reveal() == SECRET_ENV_VALUE
+    assert SECRET_ENV_VALUE not in repr(env_value)
+
+
+def test_spec_repr_and_dump_hold_references_only(workdir: Path, good_data: dict) -> None:
+    spec = load(HOST, good_data, workdir)
+    dumped = repr(spec) + str(spec) + spec.model_dump_json()
+    assert "TFENV_TEST_REG_PW" in dumped  # the reference is there...
+    assert SECRET_ENV_VALUE not in dumped  # ...the value is not
+    assert SECRET_FILE_VALUE not in dumped
+
+
+PASTED = "hunter2-PASTED-value"
+
+
+def _set_password_secret(data: dict) -> None:
+    data["registries"]["registry.test:5000"]["password_secret"] = PASTED
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        set_in("secrets.reg_pw", PASTED),
+        set_in("secrets.reg_pw", {"env": PASTED}),
+        _set_password_secret,
+        set_in("containers.dev-a.jupyter.token_secret", PASTED),
+        set_in("containers.dev-a.secrets", [PASTED]),
+        set_in("containers.dev-a.env", {"BAD NAME": PASTED}),
+        set_in(
+            "containers.dev-a.authorized_keys", [f"-----BEGIN OPENSSH PRIVATE KEY----- {PASTED}"]
+        ),
+    ],
+    ids=[
+        "value-as-ref",
+        "value-as-env-name",
+        "value-as-password-secret",
+        "value-as-token",
+        "value-in-container-secrets",
+        "value-in-env",
+        "private-key-as-public-key",
+    ],
+)
+def test_errors_never_echo_a_pasted_secret(
+    workdir: Path, good_data: dict, mutate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    mutate(good_data)
+    with pytest.raises(SpecError) as info:
+        load(HOST, good_data, workdir)
+    assert info.value.problems
+    assert PASTED not in str(info.value)
+    assert PASTED not in caplog.text

@@ -1,0 +1,1 @@
+"""Reusable ``@deploy`` functions composed from tfenv operations."""

@@ -1,0 +1,1 @@
+"""pyinfra facts of tfenv: few and wide, one round trip each."""

@@ -1,0 +1,1 @@
+"""Image references, the image lock file, and (later) the registry client."""

@@ -1,0 +1,140 @@
+"""The image lock: a YAML file mapping each pinned ``name:tag`` to its digest.
+
+It is the single source of truth for digests. ``tfenv lock`` (re)writes it;
+deploys read it and pull ``name@digest`` only.
+
+Format::
+
+    version: 1
+    images:
+      registry.example.com/ml/tensorflow:2.17.0-gpu:
+        digest: sha256:<64 hex>          # manifest (or index) digest
+        platform_digest: sha256:<64 hex> # optional: linux/amd64 manifest of an index
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tfenv.images.reference import DIGEST_RE, parse_ref, pinned_tag_problem
+
+LOCK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LockedImage:
+    reference: str  # name:tag
+    digest: str
+    platform_digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        return parse_ref(self.reference).name
+
+    @property
+    def pinned(self) -> str:
+        """What deploys pull: ``name@sha256:...``."""
+        return f"{self.name}@{self.platform_digest or self.digest}"
+
+
+@dataclass(frozen=True)
+class LockIssue:
+    field: str
+    expected: str
+    got: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageLock:
+    path: Path
+    images: dict[str, LockedImage] = field(default_factory=dict)
+
+    def get(self, reference: str) -> LockedImage | None:
+        return self.images.get(reference)
+
+
+def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
+    """Check and convert parsed YAML; every issue found, not just the first."""
+    issues: list[LockIssue] = []
+    images: dict[str, LockedImage] = {}
+    if not isinstance(data, dict):
+        return ImageLock(path), [LockIssue("", "a mapping with 'version' and 'images'")]
+    unknown = sorted(set(data) - {"version", "images"})
+    for key in unknown:
+        issues.append(LockIssue(key, "only the keys 'version' and 'images'", repr(key)))
+    if data.get("version") != LOCK_VERSION:
+        issues.append(
+            LockIssue("version", f"lock format version {LOCK_VERSION}", repr(data.get("version")))
+        )
+    entries = data.get("images") or {}
+    if not isinstance(entries, dict):
+        issues.append(LockIssue("images", "a mapping of name:tag to {digest: ...}"))
+        entries = {}
+    for reference, entry in entries.items():
+        where = f"images[{reference!r}]"
+        why = pinned_tag_problem(str(reference))
+        if why:
+            issues.append(LockIssue(where, why, repr(reference)))
+        if not isinstance(entry, dict):
+            issues.append(LockIssue(where, "a mapping with 'digest'", repr(entry)))
+            continue
+        for key in sorted(set(entry) - {"digest", "platform_digest"}):
+            issues.append(
+                LockIssue(f"{where}.{key}", "only 'digest' and 'platform_digest'", repr(key))
+            )
+        digest = entry.get("digest")
+        if digest is None:
+            issues.append(
+                LockIssue(f"{where}.digest", "a digest (sha256:<64 hex>); run: tfenv lock")
+            )
+            continue
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            issues.append(
+                LockIssue(f"{where}.digest", "a digest of the form sha256:<64 hex>", repr(digest))
+            )
+            continue
+        platform = entry.get("platform_digest")
+        if platform is not None and (
+            not isinstance(platform, str) or not DIGEST_RE.match(platform)
+        ):
+            issues.append(
+                LockIssue(
+                    f"{where}.platform_digest",
+                    "a digest of the form sha256:<64 hex>",
+                    repr(platform),
+                )
+            )
+            continue
+        images[str(reference)] = LockedImage(str(reference), digest, platform)
+    return ImageLock(path, images), issues
+
+
+def read_lock(path: Path) -> tuple[ImageLock, list[LockIssue]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ImageLock(path), [LockIssue("", f"the lock file {path} to exist; run: tfenv lock")]
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        return ImageLock(path), [LockIssue("", f"valid YAML{where}")]
+    return parse_lock(path, data)
+
+
+def dump_lock(images: dict[str, LockedImage]) -> str:
+    """Render a lock file, sorted so that rewrites give small diffs."""
+    body: dict[str, Any] = {"version": LOCK_VERSION, "images": {}}
+    for reference in sorted(images):
+        image = images[reference]
+        entry = {"digest": image.digest}
+        if image.platform_digest:
+            entry["platform_digest"] = image.platform_digest
+        body["images"][reference] = entry
+    header = "# Written by `tfenv lock`: each pinned name:tag and its digest.\n"
+    return header + yaml.safe_dump(body, sort_keys=False)

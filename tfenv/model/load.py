@@ -1,0 +1,289 @@
+"""Turn one host's pyinfra data into a :class:`NodeSpec`, or every problem with it.
+
+No network, no SSH: only the data, the image lock file, and the secret
+references' presence and permissions on the control machine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from tfenv.images.lock import ImageLock, read_lock
+from tfenv.images.reference import pinned_tag_problem
+from tfenv.model.problems import Problem, SpecError
+from tfenv.model.secrets import SecretRef, check_secret
+from tfenv.model.spec import (
+    CONTAINER_NAME,
+    SECRET_NAME,
+    AptRepositories,
+    Container,
+    ContainerToolkit,
+    DockerEngine,
+    Driver,
+    NfsMount,
+    NodeSpec,
+    Registry,
+    Strict,
+)
+
+
+class DeclaredData(Strict):
+    """The tfenv keys of pyinfra host data, as written in group_data/inventories."""
+
+    gpu_count: int | None = Field(default=None, ge=0)
+    nvidia_driver: Driver | None = None
+    docker_engine: DockerEngine | None = None
+    container_toolkit: ContainerToolkit | None = None
+    apt_repositories: AptRepositories = AptRepositories()
+    image_lock: str | None = None
+    registries: dict[str, Registry] = Field(default_factory=dict)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    nfs_mounts: dict[str, NfsMount] = Field(default_factory=dict)
+    containers: dict[str, Container] = Field(default_factory=dict)
+
+
+TFENV_KEYS = frozenset(DeclaredData.model_fields)
+# Where a value must never be echoed back: it might be a pasted secret
+# (or a private key pasted where a public one belongs).
+NO_ECHO = ("secrets", "password_secret", "token_secret", "env", "authorized_keys")
+REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+
+
+def load(host: str, data: Mapping[str, Any], base_dir: Path) -> NodeSpec:
+    """The NodeSpec for ``host``, or :class:`SpecError` listing every problem.
+
+    ``base_dir`` is where relative paths (image lock, secret files) are
+    resolved: the directory pyinfra runs from.
+    """
+    problems = list(_unknown_top_level_keys(host, data))
+    declared_input = {key: data[key] for key in TFENV_KEYS if key in data}
+    try:
+        declared = DeclaredData.model_validate(declared_input)
+    except ValidationError as exc:
+        problems.extend(_from_pydantic(host, exc))
+        raise SpecError(problems) from None
+
+    lock = None
+    if declared.image_lock is not None:
+        lock_path = Path(declared.image_lock)
+        lock_path = lock_path if lock_path.is_absolute() else base_dir / lock_path
+        lock, issues = read_lock(lock_path)
+        for issue in issues:
+            field = f"image_lock ({lock_path})" + (f": {issue.field}" if issue.field else "")
+            problems.append(Problem(host, field, issue.expected, issue.got))
+
+    problems.extend(_cross_checks(host, declared, lock, base_dir))
+    if problems:
+        raise SpecError(problems)
+    fields = {name: getattr(declared, name) for name in TFENV_KEYS - {"image_lock"}}
+    return NodeSpec(host=host, image_lock=lock, **fields)
+
+
+def _unknown_top_level_keys(host: str, data: Mapping[str, Any]):
+    """Typos of tfenv's own keys. Other keys belong to pyinfra or other deploys."""
+    for key in data:
+        if key in TFENV_KEYS or not isinstance(key, str):
+            continue
+        close = difflib.get_close_matches(key, sorted(TFENV_KEYS), n=1, cutoff=0.8)
+        if key.startswith("tfenv_") or close:
+            hint = f"did you mean {close[0]!r}" if close else "a tfenv key"
+            yield Problem(host, key, f"a known key ({hint}?)", "unknown key")
+
+
+def _render_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found at ``loc`` (for did-you-mean hints)."""
+    current: Any = DeclaredData
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return []
+            current = info.annotation
+        else:  # a dict value or tuple item: step into it
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            current = args[-1] if args else None
+        # unwrap Optional[...] / X | None
+        while typing.get_origin(current) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            current = args[0] if len(args) == 1 else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _from_pydantic(host: str, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        field = _render_loc(loc)
+        kind = err["type"]
+        value = err.get("input")
+        no_echo = any(str(part) in NO_ECHO for part in loc) or isinstance(value, dict)
+        got: str | None = None if no_echo else _short(value)
+        if kind == "extra_forbidden":
+            allowed = _allowed_fields(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+            expected = "a known key" + (f" (did you mean {close[0]!r}?)" if close else "")
+            if allowed:
+                expected += f"; known keys: {', '.join(allowed)}"
+            got = "unknown key"
+        elif kind == "missing":
+            expected, got = "this required field", "nothing"
+        else:
+            expected = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+            expected = expected[0].lower() + expected[1:] if expected else kind
+        problems.append(Problem(host, field, expected, got))
+    return problems
+
+
+def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, base_dir: Path):
+    yield from _check_names(host, declared)
+    for name, ref in declared.secrets.items():
+        why = check_secret(name, ref, base_dir)
+        if why:
+            yield Problem(host, f"secrets.{name}", why)
+
+    def secret_exists(field: str, name: str):
+        if name not in declared.secrets:
+            known = ", ".join(sorted(declared.secrets)) or "none declared"
+            # The name itself is not echoed: a pasted value would end up in the log.
+            yield Problem(host, field, f"the name of a secret declared in 'secrets' ({known})")
+
+    for registry, spec in declared.registries.items():
+        yield from secret_exists(f"registries.{registry}.password_secret", spec.password_secret)
+
+    for name, container in declared.containers.items():
+        where = f"containers.{name}"
+        why = pinned_tag_problem(container.image)
+        if why:
+            yield Problem(host, f"{where}.image", why, _short(container.image))
+        elif lock is None:
+            yield Problem(host, "image_lock", f"a lock file path, since {where} uses an image")
+        elif lock.get(container.image) is None:
+            yield Problem(
+                host,
+                f"{where}.image",
+                f"an image pinned in {lock.path.name} (run: tfenv lock)",
+                _short(container.image),
+            )
+        for index, secret in enumerate(container.secrets):
+            yield from secret_exists(f"{where}.secrets[{index}]", secret)
+        if container.jupyter:
+            yield from secret_exists(
+                f"{where}.jupyter.token_secret", container.jupyter.token_secret
+            )
+        if container.checkpoints and container.checkpoints.nfs not in declared.nfs_mounts:
+            known = ", ".join(sorted(declared.nfs_mounts)) or "none declared"
+            yield Problem(
+                host,
+                f"{where}.checkpoints.nfs",
+                f"the name of an entry in nfs_mounts ({known})",
+                _short(container.checkpoints.nfs),
+            )
+        yield from _check_gpus(host, where, container, declared.gpu_count)
+    yield from _check_ports(host, declared.containers)
+
+
+def _check_names(host: str, declared: DeclaredData):
+    for name in declared.secrets:
+        if not re.match(SECRET_NAME, name):
+            yield Problem(
+                host, f"secrets.{name}", "a secret name of lowercase letters, digits and '_'"
+            )
+    for name in declared.containers:
+        if not re.match(CONTAINER_NAME, name):
+            yield Problem(
+                host,
+                f"containers.{name}",
+                "a Docker container name (letters, digits, '_', '.', '-')",
+                _short(name),
+            )
+    for name in declared.registries:
+        if not REGISTRY_HOST.match(name):
+            yield Problem(host, f"registries.{name}", "a registry host[:port]", _short(name))
+    mount_points: dict[str, str] = {}
+    for name, mount in declared.nfs_mounts.items():
+        if mount.mount_point in mount_points:
+            yield Problem(
+                host,
+                f"nfs_mounts.{name}.mount_point",
+                f"a mount point not used by nfs_mounts.{mount_points[mount.mount_point]}",
+                _short(mount.mount_point),
+            )
+        mount_points.setdefault(mount.mount_point, name)
+
+
+def _check_gpus(host: str, where: str, container: Container, gpu_count: int | None):
+    if container.gpus is None or container.gpus == "all":
+        return
+    if gpu_count is None:
+        yield Problem(host, "gpu_count", f"the host's GPU count, since {where}.gpus names GPUs")
+        return
+    if isinstance(container.gpus, int) and container.gpus > gpu_count:
+        yield Problem(
+            host, f"{where}.gpus", f"at most {gpu_count} GPUs (gpu_count)", str(container.gpus)
+        )
+    for index in container.gpu_indices:
+        if index >= gpu_count:
+            yield Problem(
+                host,
+                f"{where}.gpus",
+                f"GPU indices 0..{gpu_count - 1} (gpu_count is {gpu_count})",
+                str(index),
+            )
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Two bind addresses collide if equal or either is the wildcard of its family."""
+    if a == b:
+        return True
+    try:
+        ia, ib = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    return ia.version == ib.version and (ia.is_unspecified or ib.is_unspecified)
+
+
+def _check_ports(host: str, containers: Mapping[str, Container]):
+    seen: list[tuple[str, int, str, str, str]] = []  # address, port, protocol, owner, field
+    for name, container in containers.items():
+        for index, port in enumerate(container.ports):
+            field = f"containers.{name}.ports[{index}]"
+            for address, number, protocol, _owner, other_field in seen:
+                if (
+                    number == port.host
+                    and protocol == port.protocol
+                    and _overlaps(address, port.address)
+                ):
+                    yield Problem(
+                        host,
+                        f"{field}.host",
+                        f"a host port not already published by {other_field}",
+                        f"{port.address}:{port.host}/{port.protocol}",
+                    )
+                    break
+            seen.append((port.address, port.host, port.protocol, name, field))

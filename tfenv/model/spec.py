@@ -1,0 +1,305 @@
+"""The declared state of one host, as typed, frozen models.
+
+Each top-level key of pyinfra host data that tfenv reads has one model here
+(see ``SECTIONS``). Unknown keys inside a section are errors (typos), so is
+any value of the wrong shape. Cross-field rules (ports, GPU indices, images in
+the lock, secret references) live in :mod:`tfenv.model.load`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from tfenv.images.lock import ImageLock
+from tfenv.model.secrets import SecretRef
+
+UNIX_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
+SECRET_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+CONTAINER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
+APT_VERSION = r"^[0-9][A-Za-z0-9.+:~-]*$"
+SEMVER = r"^\d+\.\d+\.\d+$"
+DRIVER_BRANCH = r"^\d{3}$"
+DRIVER_VERSION = r"^\d{3}\.\d{1,3}(\.\d{1,3})?$"
+URL = r"^https?://[^\s]+$"
+ABS_PATH = r"^/[^\0]*$"
+SIZE = r"^\d+[bkmgBKMG]?$"
+
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+
+
+def matching(pattern: str, expected: str):
+    """A str type whose error message says what was expected, in words."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise ValueError(expected)
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+UnixName = matching(UNIX_NAME, "a Unix user name (lowercase letters, digits, '_' or '-')")
+SecretName = matching(SECRET_NAME, "a secret name (lowercase letters, digits and '_')")
+AptVersion = matching(APT_VERSION, "a package version such as 27.3.1 or 5:27.3.1-1~debian.12")
+Semver = matching(SEMVER, "a version such as 1.17.3")
+DriverBranch = matching(DRIVER_BRANCH, "a three-digit driver branch such as '550'")
+DriverVersion = matching(DRIVER_VERSION, "an exact driver version such as '550.127.05'")
+Url = matching(URL, "an http(s) URL")
+AbsPath = matching(ABS_PATH, "an absolute path (starting with '/')")
+Size = matching(SIZE, "a size such as 8g, 512m or 1073741824")
+Address = matching(r"^[0-9a-fA-F.:]+$", "an IP address such as 0.0.0.0 or 127.0.0.1")
+Hostname = matching(r"^[A-Za-z0-9.:\[\]-]+$", "a host name or IP address")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Uid = Annotated[int, Field(ge=1, le=2**31 - 2)]  # root (0) is not a dev user
+
+
+def _gpus(value: object) -> object:
+    """``"all"``, a count, or a list of indices: one clear error for anything else."""
+    if value is None or value == "all":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if (
+        isinstance(value, list | tuple)
+        and value
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
+    ):
+        if len(set(value)) != len(value):
+            raise ValueError("GPU indices without repeats")
+        return tuple(value)
+    raise ValueError("'all', a GPU count (1 or more) or a list of GPU indices such as [0, 1]")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Driver(Strict):
+    """NVIDIA driver: the branch and the exact version inside it."""
+
+    branch: DriverBranch
+    version: DriverVersion
+    kernel_modules: Literal["open", "proprietary"] = "open"
+    reboot: Literal["never", "if-needed"] = "if-needed"
+    persistence_mode: bool = True
+
+    @model_validator(mode="after")
+    def _version_in_branch(self) -> Driver:
+        if not self.version.startswith(self.branch + "."):
+            raise ValueError(
+                f"version {self.version!r} to belong to branch {self.branch!r} "
+                f"(start with '{self.branch}.')"
+            )
+        return self
+
+
+class DockerEngine(Strict):
+    source: Literal["docker", "distribution"] = "docker"
+    version: AptVersion
+
+
+class ContainerToolkit(Strict):
+    version: Semver
+
+
+class AptRepository(Strict):
+    """A package repository; override ``url`` and ``key`` for mirrors and air gaps."""
+
+    url: Url
+    key: str = Field(min_length=1, description="https URL or local path of the signing key")
+
+
+class AptRepositories(Strict):
+    cuda: AptRepository | None = None
+    nvidia_container_toolkit: AptRepository | None = None
+    docker: AptRepository | None = None
+
+
+class Registry(Strict):
+    username: str = Field(min_length=1)
+    password_secret: SecretName
+    ca_file: str | None = None
+
+
+class NfsMount(Strict):
+    server: Hostname
+    export: AbsPath
+    mount_point: AbsPath
+    options: tuple[str, ...] = ("hard", "nfsvers=4.1")
+
+    @field_validator("options")
+    @classmethod
+    def _plain_options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for option in value:
+            if not re.match(r"^[A-Za-z0-9_.=:/-]+$", option):
+                raise ValueError(f"mount option {option!r}: letters, digits and _.=:/- only")
+        return value
+
+
+class User(Strict):
+    name: UnixName
+    uid: Uid
+    gid: Uid
+
+
+class PortMapping(Strict):
+    container: Port
+    host: Port
+    address: Address = "0.0.0.0"
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class Ulimit(Strict):
+    soft: int = Field(ge=-1)
+    hard: int = Field(ge=-1)
+
+
+class Jupyter(Strict):
+    port: Port = 8888
+    token_secret: SecretName
+
+
+class Checkpoints(Strict):
+    nfs: str = Field(min_length=1, description="name of an entry in nfs_mounts")
+    path: AbsPath = "/checkpoints"
+
+
+class Container(Strict):
+    image: str = Field(min_length=1, description="name:tag, resolved through the image lock")
+    user: User
+    authorized_keys: tuple[str, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    gpus: Annotated[object, BeforeValidator(_gpus)] = None
+    shm_size: Size | None = None
+    ulimits: dict[str, Ulimit] = Field(default_factory=dict)
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[SecretName, ...] = ()
+    jupyter: Jupyter | None = None
+    checkpoints: Checkpoints | None = None
+
+    @field_validator("authorized_keys")
+    @classmethod
+    def _valid_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for index, key in enumerate(keys):
+            why = ssh_public_key_problem(key)
+            if why:
+                raise ValueError(f"authorized_keys[{index}]: {why}")
+        return keys
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"environment variable name {name!r}")
+        return env
+
+    @field_validator("ulimits")
+    @classmethod
+    def _ulimit_names(cls, ulimits: dict[str, Ulimit]) -> dict[str, Ulimit]:
+        for name in ulimits:
+            if name not in ULIMIT_NAMES:
+                raise ValueError(f"ulimit name {name!r}, one of {', '.join(sorted(ULIMIT_NAMES))}")
+        return ulimits
+
+    @property
+    def gpu_indices(self) -> tuple[int, ...]:
+        return self.gpus if isinstance(self.gpus, tuple) else ()
+
+
+ULIMIT_NAMES = frozenset(
+    {
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    }
+)
+
+
+def ssh_public_key_problem(key: str) -> str | None:
+    """Why ``key`` is not one OpenSSH public key line, or ``None``."""
+    parts = key.strip().split(None, 2)
+    if len(parts) < 2 or "\n" in key.strip():
+        return "one OpenSSH public key line: '<type> <base64> [comment]'"
+    key_type, blob = parts[0], parts[1]
+    if key_type not in SSH_KEY_TYPES:
+        return f"a key type among {', '.join(SSH_KEY_TYPES)}"
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return "base64 key data"
+    # The blob starts with its own type as a length-prefixed string.
+    size = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
+    if size <= 0 or raw[4 : 4 + size].decode("ascii", "replace") != key_type:
+        return f"key data that encodes a {key_type} key"
+    return None
+
+
+class NodeSpec(Strict):
+    """Everything tfenv declares about one host. Secrets appear only as references."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    host: str
+    gpu_count: int | None = Field(default=None, ge=0)
+    nvidia_driver: Driver | None = None
+    docker_engine: DockerEngine | None = None
+    container_toolkit: ContainerToolkit | None = None
+    apt_repositories: AptRepositories = AptRepositories()
+    image_lock: ImageLock | None = None
+    registries: dict[str, Registry] = Field(default_factory=dict)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    nfs_mounts: dict[str, NfsMount] = Field(default_factory=dict)
+    containers: dict[str, Container] = Field(default_factory=dict)
+
+
+# Host data keys tfenv reads, and the model each is checked against.
+SECTIONS: dict[str, object] = {
+    "gpu_count": int,
+    "nvidia_driver": Driver,
+    "docker_engine": DockerEngine,
+    "container_toolkit": ContainerToolkit,
+    "apt_repositories": AptRepositories,
+    "image_lock": str,
+    "registries": dict[str, Registry],
+    "secrets": dict[str, SecretRef],
+    "nfs_mounts": dict[str, NfsMount],
+    "containers": dict[str, Container],
+}

@@ -1,0 +1,1 @@
+"""pyinfra operations of tfenv (one module per resource kind)."""
