@@ -180,3 +180,12 @@ def test_example_inventory_is_valid(tmp_path: Path) -> None:
     assert "3 host(s) valid" in result.stdout
     again = run([*TFENV, "secrets", "init", "inventories/gpu.py"], tmp_path)
     assert "0 secret file(s) created" in again.stdout
+
+
+def test_limit_checks_only_the_chosen_hosts(tmp_path: Path, listener) -> None:
+    inventory = write_fleet(tmp_path, listener.port, BAD_CONTAINERS)
+    only_good = run([*TFENV, "validate", str(inventory), "--limit", "node-1"], tmp_path)
+    assert only_good.returncode == 0, only_good.stderr
+    assert "1 host(s) valid" in only_good.stdout
+    nothing = run([*TFENV, "validate", str(inventory), "--limit", "nope"], tmp_path)
+    assert nothing.returncode == 1 and "matches no host or group" in nothing.stderr
