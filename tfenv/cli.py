@@ -117,5 +117,95 @@ def secrets_init(inventory: str) -> None:
     click.echo(f"{written} secret file(s) created; existing ones were left as they were.")
 
 
+def _lab(name: str, directory: str):
+    from tfenv.lab.fleet import Lab
+
+    return Lab(name=name, directory=Path(directory))
+
+
+_lab_options = [
+    click.option(
+        "--name",
+        default=lambda: os.environ.get("TFENV_LAB_NAME", "tfenv-lab"),
+        show_default="tfenv-lab",
+        help="Prefix of every container and network.",
+    ),
+    click.option(
+        "--dir",
+        "directory",
+        default=lambda: os.environ.get("TFENV_LAB_DIR", ".lab"),
+        show_default=".lab",
+        help="Where keys, known_hosts and state live.",
+    ),
+]
+
+
+def lab_options(func):
+    for option in reversed(_lab_options):
+        func = option(func)
+    return func
+
+
+@main.group()
+def lab() -> None:
+    """A local fleet of host-like containers (systemd + sshd) over real SSH.
+
+    Deploy to it like to real hosts: pyinfra inventories/lab.py deploys/tf_node.py
+    """
+
+
+def _lab_call(func, *args):
+    from tfenv.lab.run import LabError
+
+    try:
+        return func(*args)
+    except LabError as exc:
+        _fail(f"tfenv lab: {exc}")
+
+
+@lab.command("up")
+@click.option("--hosts", default=3, show_default=True, help="Number of lab hosts.")
+@lab_options
+def lab_up(hosts: int, name: str, directory: str) -> None:
+    """Build what is missing and start HOSTS lab hosts (idempotent)."""
+    from tfenv.lab import fleet
+
+    state = _lab_call(fleet.up, _lab(name, directory), hosts)
+    for host in state.hosts:
+        click.echo(
+            f"{host.name}\tssh -i {state.key} -o UserKnownHostsFile={state.known_hosts} "
+            f"-p {host.port} {state.user}@127.0.0.1"
+        )
+
+
+@lab.command("status")
+@lab_options
+def lab_status(name: str, directory: str) -> None:
+    """Each lab host: container state, SSH port, whether SSH+sudo answers, memory."""
+    from tfenv.lab import fleet
+
+    rows = _lab_call(fleet.status, _lab(name, directory))
+    if not rows:
+        click.echo(f"Lab {name!r} is not up. Start it: tfenv lab up")
+        return
+    for row in rows:
+        memory = f"{row['memory'] / 2**20:.0f} MiB" if row["memory"] is not None else "-"
+        click.echo(
+            f"{row['host']}\t{row['state']}\t127.0.0.1:{row['port']}\t"
+            f"ssh {'ok' if row['ssh'] else 'FAILING'}\t{memory}"
+        )
+    if not all(row["ssh"] for row in rows):
+        _fail("Some hosts do not answer over SSH: run tfenv lab up to repair them.")
+
+
+@lab.command("down")
+@lab_options
+def lab_down(name: str, directory: str) -> None:
+    """Remove every container, network and volume the lab made (nothing else)."""
+    from tfenv.lab import fleet
+
+    _lab_call(fleet.down, _lab(name, directory))
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,67 @@
+"""pytest fixtures for tests that need real lab hosts.
+
+One lab per test session (named ``tfenv-test-lab``, its own state directory,
+so a developer's own ``tfenv lab`` is untouched), grown to the largest size
+any test asks for, and taken down at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tfenv.lab.engine import docker_ready, ensure_docker
+from tfenv.lab.fleet import Lab, LabState, up
+from tfenv.lab.run import LabError
+
+TEST_LAB_NAME = "tfenv-test-lab"
+
+
+def lab_available() -> str | None:
+    """Why lab tests cannot run here, or None. CI must be able to run them."""
+    if os.environ.get("CI"):
+        return None  # in CI a missing engine is a failure, not a skip
+    if docker_ready():
+        return None
+    if shutil.which("dockerd") and os.geteuid() == 0:
+        return None
+    return "no Docker engine (run .ci/run or: apt-get install docker.io)"
+
+
+@pytest.fixture(scope="session")
+def test_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    why = lab_available()
+    if why:
+        pytest.skip(why)
+    ensure_docker()
+    lab = Lab(name=TEST_LAB_NAME, directory=tmp_path_factory.mktemp("lab"))
+    yield lab
+    from tfenv.lab.fleet import down
+
+    down(lab)
+
+
+@pytest.fixture(scope="session")
+def lab_of(test_lab: Lab):
+    """``lab_of(n)`` -> LabState with at least n hosts up (reused across tests)."""
+    current: dict[str, LabState] = {}
+
+    def bring_up(hosts: int) -> LabState:
+        have = current.get("state")
+        if have is not None and len(have.hosts) >= hosts:
+            return have
+        try:
+            current["state"] = up(test_lab, hosts)
+        except LabError as exc:
+            pytest.fail(f"lab up failed: {exc}")
+        return current["state"]
+
+    return bring_up
+
+
+def state_dir(lab: Lab) -> Path:
+    return lab.directory

@@ -1,0 +1,163 @@
+"""The lab against a real Docker engine: hosts reached over real SSH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfenv.lab.fleet import Lab, LabState, down, status, up
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.lab
+
+
+def ssh(
+    state: LabState,
+    port: int,
+    *command: str,
+    known_hosts: str | None = None,
+    user: str | None = None,
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts or state.known_hosts}",
+            "-o",
+            "ConnectTimeout=5",
+            "-i",
+            state.key,
+            "-p",
+            str(port),
+            f"{user or state.user}@127.0.0.1",
+            *command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_hosts_answer_ssh_and_sudo_with_strict_checking(lab_of) -> None:
+    state = lab_of(3)
+    assert len(state.hosts) == 3
+    for host in state.hosts:
+        result = ssh(
+            state,
+            host.port,
+            "sudo",
+            "-n",
+            "true",
+            "&&",
+            "hostname",
+            "&&",
+            "systemctl",
+            "is-system-running",
+            "--wait",
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [host.name, "running"]
+
+
+def test_unknown_host_key_is_refused(lab_of, tmp_path: Path) -> None:
+    state = lab_of(1)
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    result = ssh(state, state.hosts[0].port, "true", known_hosts=str(empty))
+    assert result.returncode == 255
+    assert "Host key verification failed" in result.stderr
+
+
+def test_docker_is_not_preinstalled(lab_of) -> None:
+    state = lab_of(1)
+    result = ssh(state, state.hosts[0].port, "command -v docker dockerd || echo none")
+    assert result.stdout.strip() == "none"
+
+
+def test_root_login_is_refused(lab_of) -> None:
+    state = lab_of(1)
+    result = ssh(state, state.hosts[0].port, "true", user="root")
+    assert result.returncode == 255 and "Permission denied" in result.stderr
+
+
+def test_second_up_changes_nothing_and_keeps_host_keys(lab_of, test_lab: Lab) -> None:
+    before = lab_of(2)
+    known_before = Path(before.known_hosts).read_text()
+    ids_before = _container_ids(test_lab)
+    again = up(test_lab, len(before.hosts))
+    assert [(h.name, h.port) for h in again.hosts] == [(h.name, h.port) for h in before.hosts]
+    assert _container_ids(test_lab) == ids_before
+    assert Path(again.known_hosts).read_text() == known_before
+
+
+def test_status_reports_every_host(lab_of, test_lab: Lab) -> None:
+    state = lab_of(2)
+    rows = status(test_lab)
+    assert [r["host"] for r in rows] == [h.name for h in state.hosts]
+    assert all(r["state"] == "running" and r["ssh"] for r in rows)
+    assert all(r["memory"] is None or r["memory"] > 0 for r in rows)
+
+
+def test_pyinfra_reaches_lab_hosts_through_the_lab_inventory(lab_of, test_lab: Lab) -> None:
+    state = lab_of(2)
+    env = {**os.environ, "TFENV_LAB_DIR": str(test_lab.directory), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "inventories/lab.py",
+            "exec",
+            "--",
+            "sudo -n true && hostname",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in state.hosts:
+        assert f"[{host.name}] {host.name}" in result.stdout + result.stderr
+
+
+def _container_ids(lab: Lab) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={lab.label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted(out.stdout.split())
+
+
+def _docker_lines(*args: str) -> set[str]:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_down_leaves_nothing_behind(test_lab: Lab, tmp_path: Path) -> None:
+    lab = Lab(name="tfenv-test-lab-down", directory=tmp_path / "lab")
+    volumes_before = _docker_lines("volume", "ls", "-q")
+    networks_before = _docker_lines("network", "ls", "-q")
+    state = up(lab, 1)
+    assert _container_ids(lab)
+    assert _docker_lines("volume", "ls", "-q") - volumes_before  # the /var/lib/docker volume
+    down(lab)
+    assert _container_ids(lab) == []
+    assert _docker_lines("volume", "ls", "-q") == volumes_before
+    assert _docker_lines("network", "ls", "-q") == networks_before
+    assert not lab.state_file.exists()
+    assert state.hosts[0].name == "lab-1"

@@ -1,0 +1,335 @@
+"""Bring the lab fleet up, report on it, and take it down.
+
+Every container and network the lab makes carries the label
+``tfenv.lab.name=<name>``; ``down`` removes exactly those (with their
+anonymous volumes) and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tfenv.lab.engine import ensure_docker
+from tfenv.lab.images import ensure_host_image
+from tfenv.lab.progress import say, step
+from tfenv.lab.run import LabError, run
+
+LAB_USER = "tfenv"
+# What a host-like container needs here: --privileged fails on these machines
+# (no CAP_SYS_RESOURCE), so everything else it implies is granted one by one.
+HOST_RUN_FLAGS = (
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--device-cgroup-rule",
+    "a *:* rwm",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    # The deploy's dockerd gets a real volume (overlay2), not the slow vfs fallback.
+    "-v",
+    "/var/lib/docker",
+)
+
+
+@dataclass
+class LabHost:
+    name: str
+    container: str
+    port: int
+
+
+@dataclass
+class LabState:
+    name: str
+    user: str
+    key: str
+    known_hosts: str
+    network: str
+    hosts: list[LabHost] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, path: Path) -> LabState:
+        data = json.loads(path.read_text())
+        hosts = [LabHost(**h) for h in data.pop("hosts")]
+        return cls(**data, hosts=hosts)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab: its name (prefix of everything it creates) and its state directory."""
+
+    name: str = "tfenv-lab"
+    directory: Path = Path(".lab")
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "state.json"
+
+    @property
+    def key(self) -> Path:
+        return self.directory / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.directory / "known_hosts"
+
+    @property
+    def label(self) -> str:
+        return f"tfenv.lab.name={self.name}"
+
+    def host_name(self, index: int) -> str:
+        return f"lab-{index}"
+
+    def container_name(self, index: int) -> str:
+        return f"{self.name}-{index}"
+
+
+def _ssh_keygen(path: Path, comment: str) -> None:
+    if not path.exists():
+        run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            hint="Install OpenSSH's client tools (apt-get install openssh-client).",
+        )
+
+
+def _containers(lab: Lab, all_states: bool = True) -> dict[str, str]:
+    """Container name -> status of this lab's containers."""
+    cmd = ["docker", "ps", "--filter", f"label={lab.label}", "--format", "{{.Names}}\t{{.State}}"]
+    if all_states:
+        cmd.insert(2, "-a")
+    out = run(cmd).stdout
+    return dict(line.split("\t", 1) for line in out.splitlines() if line)
+
+
+def _ensure_network(lab: Lab) -> None:
+    existing = run(["docker", "network", "ls", "-q", "--filter", f"name=^{lab.name}$"]).stdout
+    if not existing.strip():
+        run(["docker", "network", "create", "--label", lab.label, lab.name])
+
+
+def _published_port(container: str) -> int:
+    out = run(["docker", "port", container, "22/tcp"]).stdout.split()
+    if not out:
+        raise LabError(f"{container} publishes no SSH port; run: tfenv lab down && tfenv lab up")
+    return int(out[0].rsplit(":", 1)[1])
+
+
+def _ssh_base(lab: Lab, port: int) -> list[str]:
+    return [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={lab.known_hosts.resolve()}",
+        "-o",
+        "ConnectTimeout=5",
+        "-i",
+        str(lab.key.resolve()),
+        "-p",
+        str(port),
+        f"{LAB_USER}@127.0.0.1",
+    ]
+
+
+def _wait_for_ssh(lab: Lab, host: LabHost, timeout: float = 90) -> None:
+    # Docker's port forwarder accepts TCP before sshd listens: only a real
+    # command over SSH proves the host is up.
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run([*_ssh_base(lab, host.port), "true"], check=False, timeout=15)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            logs = run(["docker", "logs", "--tail", "20", host.container], check=False)
+            raise LabError(
+                f"{host.name}: no SSH on 127.0.0.1:{host.port} after {timeout:.0f}s "
+                f"({result.stderr.strip()}). Container log tail:\n"
+                f"{logs.stdout}{logs.stderr}\nTry: tfenv lab down && tfenv lab up"
+            )
+        time.sleep(0.5)
+
+
+def up(lab: Lab, hosts: int = 3) -> LabState:
+    """Reconcile the lab to ``hosts`` running hosts reachable over SSH (idempotent)."""
+    if hosts < 1:
+        raise LabError("--hosts must be at least 1")
+    started = time.monotonic()
+    ensure_docker()
+    image = ensure_host_image()
+    lab.directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(lab.directory, 0o700)
+    _ssh_keygen(lab.key, f"{lab.name}-deploy")
+    _ensure_network(lab)
+
+    existing = _containers(lab)
+    wanted = {lab.container_name(i) for i in range(1, hosts + 1)}
+    extra = sorted(set(existing) - wanted)
+    if extra:
+        with step(f"Removing {len(extra)} host(s) beyond --hosts {hosts}"):
+            run(["docker", "rm", "-f", "-v", *extra])
+
+    state = LabState(
+        lab.name, LAB_USER, str(lab.key.resolve()), str(lab.known_hosts.resolve()), lab.name
+    )
+    created = 0
+    for index in range(1, hosts + 1):
+        name, container = lab.host_name(index), lab.container_name(index)
+        host_dir = lab.directory / "hosts" / name
+        host_dir.mkdir(parents=True, exist_ok=True)
+        # Host keys are made once and injected, so strict checking survives re-creation.
+        _ssh_keygen(host_dir / "ssh_host_ed25519_key", f"{name}-host")
+        shutil.copyfile(f"{lab.key}.pub", host_dir / "authorized_keys")
+        os.chmod(host_dir / "authorized_keys", 0o644)
+        status = existing.get(container)
+        current_image = None
+        if status is not None:
+            current_image = run(
+                ["docker", "inspect", "--format", "{{.Config.Image}}", container]
+            ).stdout.strip()
+        if status is not None and current_image != image:
+            say(f"    {name}: image changed ({current_image} -> {image}); re-creating")
+            run(["docker", "rm", "-f", "-v", container])
+            status = None
+        if status is None:
+            say(f"==> Starting {name} ({index}/{hosts})")
+            run(
+                [
+                    "docker",
+                    "run",
+                    "-d",
+                    "--name",
+                    container,
+                    "--hostname",
+                    name,
+                    "--label",
+                    lab.label,
+                    "--label",
+                    f"tfenv.lab.host={name}",
+                    "--network",
+                    lab.name,
+                    "--network-alias",
+                    name,
+                    *HOST_RUN_FLAGS,
+                    "-v",
+                    f"{host_dir.resolve()}:/etc/ssh/lab:ro",
+                    "-p",
+                    "127.0.0.1::22",
+                    image,
+                ]
+            )
+            created += 1
+        elif status != "running":
+            say(f"==> Starting stopped {name} ({index}/{hosts})")
+            run(["docker", "start", container])
+        state.hosts.append(LabHost(name, container, _published_port(container)))
+
+    lines = []
+    for host in state.hosts:
+        public = (lab.directory / "hosts" / host.name / "ssh_host_ed25519_key.pub").read_text()
+        key_type, key_data = public.split()[:2]
+        lines.append(f"[127.0.0.1]:{host.port} {key_type} {key_data}\n")
+    lab.known_hosts.write_text("".join(lines))
+    state.write(lab.state_file)
+
+    with step(f"Waiting for SSH on {hosts} host(s)"):
+        for number, host in enumerate(state.hosts, 1):
+            _wait_for_ssh(lab, host)
+            if hosts > 5 and number % 5 == 0:
+                say(f"    {number}/{hosts} answer")
+    say(
+        f"Lab {lab.name!r}: {hosts} host(s) up ({created} created) in "
+        f"{time.monotonic() - started:.1f}s. Inventory: inventories/lab.py"
+    )
+    return state
+
+
+def memory_bytes(container: str) -> int | None:
+    """Resident memory of a container (``docker stats`` shows 0 B here)."""
+    cid = run(["docker", "inspect", "--format", "{{.Id}}", container]).stdout.strip()
+    for stat in (
+        Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.stat"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.stat"),
+    ):
+        if stat.exists():
+            values = dict(line.split() for line in stat.read_text().splitlines())
+            for key in ("total_rss", "anon"):
+                if key in values:
+                    return int(values[key])
+    return None
+
+
+def status(lab: Lab) -> list[dict]:
+    """One row per lab host: name, container state, port, SSH answer, memory."""
+    if not lab.state_file.exists():
+        return []
+    state = LabState.read(lab.state_file)
+    containers = _containers(lab)
+    rows = []
+    for host in state.hosts:
+        running = containers.get(host.container) == "running"
+        ssh_ok = (
+            running
+            and run(
+                [*_ssh_base(lab, host.port), "sudo", "true"], check=False, timeout=15
+            ).returncode
+            == 0
+        )
+        rows.append(
+            {
+                "host": host.name,
+                "container": host.container,
+                "state": containers.get(host.container, "missing"),
+                "port": host.port,
+                "ssh": ssh_ok,
+                "memory": memory_bytes(host.container) if running else None,
+            }
+        )
+    return rows
+
+
+def down(lab: Lab) -> None:
+    """Remove the lab's containers (with their volumes), network and state."""
+    if not _docker_answers():
+        say("No Docker engine answers: nothing of the lab can be running.")
+    else:
+        containers = list(_containers(lab))
+        if containers:
+            with step(f"Removing {len(containers)} lab container(s) and their volumes"):
+                run(["docker", "rm", "-f", "-v", *containers])
+        networks = run(
+            ["docker", "network", "ls", "-q", "--filter", f"label={lab.label}"]
+        ).stdout.split()
+        if networks:
+            run(["docker", "network", "rm", *networks])
+    for path in (lab.state_file, lab.known_hosts):
+        path.unlink(missing_ok=True)
+    say(
+        f"Lab {lab.name!r} is down. Keys and host keys stay in {lab.directory}/ "
+        "so a new lab keeps them; images stay cached."
+    )
+
+
+def _docker_answers() -> bool:
+    from tfenv.lab.engine import docker_ready
+
+    return docker_ready()
