@@ -19,9 +19,13 @@ demo: setup
 	$(BIN)/tfenv secrets init inventories/gpu.py
 	@echo "==> Validating the example fleet (no host is contacted)"
 	$(BIN)/tfenv validate inventories/gpu.py
+	@echo "==> Bringing up the local lab fleet (3 hosts; installs and starts Docker if needed)"
+	$(BIN)/tfenv lab up --hosts 3
+	@echo "==> Reaching every lab host with pyinfra over SSH (strict host keys, sudo)"
+	$(BIN)/pyinfra -y inventories/lab.py exec -- 'sudo -n true && hostname && uname -r'
 	@echo
-	@echo "The local lab fleet (tfenv lab) and the tf_node provisioning steps are not built yet,"
-	@echo "so the demo stops after validation. Next: point inventories/gpu.py at your hosts."
+	@echo "Not built yet: the lab registry with TF images, the GPU/NFS simulators and"
+	@echo "tf_node's provisioning steps, so the demo stops here. tfenv lab down removes the lab."
 
 lint: setup
 	$(BIN)/ruff check .

@@ -125,6 +125,19 @@ def _ensure_network(lab: Lab) -> None:
         run(["docker", "network", "create", "--label", lab.label, lab.name])
 
 
+def _check_running(name: str, container: str) -> None:
+    state = run(
+        ["docker", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container]
+    ).stdout.split()
+    if state[0] != "running":
+        logs = run(["docker", "logs", "--tail", "20", container], check=False)
+        raise LabError(
+            f"{name}: its container stopped right after starting ({state[0]}, exit {state[1]}). "
+            f"Log tail:\n{logs.stdout}{logs.stderr}\nIf the log is empty, systemd could not "
+            f"start: check fs.inotify.max_user_instances and free memory, then run tfenv lab up."
+        )
+
+
 def _published_port(container: str) -> int:
     out = run(["docker", "port", container, "22/tcp"]).stdout.split()
     if not out:
@@ -169,6 +182,34 @@ def _wait_for_ssh(lab: Lab, host: LabHost, timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INSTANCES_PER_HOST = 8  # systemd, journald, logind, dbus... each holds inotify instances
+
+
+def _ensure_inotify(hosts: int) -> None:
+    """systemd in each host takes inotify instances; Linux's default of 128 stops
+    the 26th host dead (exit 255, no log). Raise the limit when we may."""
+    try:
+        current = int(INOTIFY_INSTANCES.read_text())
+    except OSError:
+        return
+    wanted = max(1024, hosts * INSTANCES_PER_HOST + 256)
+    if current >= wanted:
+        return
+    if os.geteuid() != 0:
+        say(
+            f"    warning: fs.inotify.max_user_instances is {current}; lab hosts beyond about "
+            f"{current // INSTANCES_PER_HOST} may fail to boot. Raise it: "
+            f"sudo sysctl fs.inotify.max_user_instances={wanted}"
+        )
+        return
+    say(
+        f"    raising fs.inotify.max_user_instances {current} -> {wanted} "
+        "(systemd in each lab host needs inotify instances)"
+    )
+    INOTIFY_INSTANCES.write_text(f"{wanted}\n")
+
+
 def up(lab: Lab, hosts: int = 3) -> LabState:
     """Reconcile the lab to ``hosts`` running hosts reachable over SSH (idempotent)."""
     if hosts < 1:
@@ -180,6 +221,7 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
     os.chmod(lab.directory, 0o700)
     _ssh_keygen(lab.key, f"{lab.name}-deploy")
     _ensure_network(lab)
+    _ensure_inotify(hosts)
 
     existing = _containers(lab)
     wanted = {lab.container_name(i) for i in range(1, hosts + 1)}
@@ -241,6 +283,7 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
         elif status != "running":
             say(f"==> Starting stopped {name} ({index}/{hosts})")
             run(["docker", "start", container])
+        _check_running(name, container)
         state.hosts.append(LabHost(name, container, _published_port(container)))
 
     lines = []
