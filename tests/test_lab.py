@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tfenv.lab.fleet import Lab, LabState, down, status, up
+from tfenv.lab.run import LabError
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lab
@@ -161,3 +162,13 @@ def test_down_leaves_nothing_behind(test_lab: Lab, tmp_path: Path) -> None:
     assert _docker_lines("network", "ls", "-q") == networks_before
     assert not lab.state_file.exists()
     assert state.hosts[0].name == "lab-1"
+
+
+def test_a_second_checkout_cannot_take_over_a_running_lab(
+    lab_of, test_lab: Lab, tmp_path: Path
+) -> None:
+    lab_of(1)
+    intruder = Lab(name=test_lab.name, directory=tmp_path / "other")
+    with pytest.raises(LabError, match="already runs with its keys in"):
+        up(intruder, 1)
+    assert status(test_lab)[0]["ssh"]  # the running lab is untouched

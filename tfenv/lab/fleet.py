@@ -125,6 +125,23 @@ def _ensure_network(lab: Lab) -> None:
         run(["docker", "network", "create", "--label", lab.label, lab.name])
 
 
+def _check_owner(lab: Lab, existing: dict[str, str]) -> None:
+    """Two checkouts must not share one lab: its keys live in one directory."""
+    if not existing:
+        return
+    mine = str(lab.directory.resolve())
+    for container in existing:
+        owner = run(
+            ["docker", "inspect", "--format", '{{index .Config.Labels "tfenv.lab.dir"}}', container]
+        ).stdout.strip()
+        if owner != mine:
+            raise LabError(
+                f"a lab named {lab.name!r} already runs with its keys in {owner}, not {mine}. "
+                f"Take it down from there (tfenv lab down --dir {owner}) or pick another "
+                "name (tfenv lab up --name NAME)."
+            )
+
+
 def _check_running(name: str, container: str) -> None:
     state = run(
         ["docker", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container]
@@ -224,6 +241,7 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
     _ensure_inotify(hosts)
 
     existing = _containers(lab)
+    _check_owner(lab, existing)
     wanted = {lab.container_name(i) for i in range(1, hosts + 1)}
     extra = sorted(set(existing) - wanted)
     if extra:
@@ -267,6 +285,8 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
                     lab.label,
                     "--label",
                     f"tfenv.lab.host={name}",
+                    "--label",
+                    f"tfenv.lab.dir={lab.directory.resolve()}",
                     "--network",
                     lab.name,
                     "--network-alias",
