@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -61,7 +60,3 @@ def lab_of(test_lab: Lab):
         return current["state"]
 
     return bring_up
-
-
-def state_dir(lab: Lab) -> Path:
-    return lab.directory

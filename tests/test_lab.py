@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tfenv.lab.fleet import Lab, LabState, down, status, up
+from tfenv.lab.fleet import Lab, LabState, down, ssh_command, status, up
 from tfenv.lab.run import LabError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,28 +23,9 @@ def ssh(
     known_hosts: str | None = None,
     user: str | None = None,
 ) -> subprocess.CompletedProcess:
+    argv = ssh_command(state.key, known_hosts or state.known_hosts, port, user or state.user)
     return subprocess.run(
-        [
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={known_hosts or state.known_hosts}",
-            "-o",
-            "ConnectTimeout=5",
-            "-i",
-            state.key,
-            "-p",
-            str(port),
-            f"{user or state.user}@127.0.0.1",
-            *command,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+        [*argv, *command], capture_output=True, text=True, timeout=30, check=False
     )
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tfenv.lab.engine import ensure_docker
+from tfenv.lab.engine import docker_ready, ensure_docker
 from tfenv.lab.images import ensure_host_image
 from tfenv.lab.progress import say, step
 from tfenv.lab.run import LabError, run
@@ -162,23 +162,15 @@ def _published_port(container: str) -> int:
     return int(out[0].rsplit(":", 1)[1])
 
 
+def ssh_command(key: str, known_hosts: str, port: int, user: str = LAB_USER) -> list[str]:
+    """``ssh`` argv for a lab host: key only, strict host key checking, no prompts."""
+    return ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=5",
+            "-i", key, "-p", str(port), f"{user}@127.0.0.1"]  # fmt: skip
+
+
 def _ssh_base(lab: Lab, port: int) -> list[str]:
-    return [
-        "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={lab.known_hosts.resolve()}",
-        "-o",
-        "ConnectTimeout=5",
-        "-i",
-        str(lab.key.resolve()),
-        "-p",
-        str(port),
-        f"{LAB_USER}@127.0.0.1",
-    ]
+    return ssh_command(str(lab.key.resolve()), str(lab.known_hosts.resolve()), port)
 
 
 def _wait_for_ssh(lab: Lab, host: LabHost, timeout: float = 90) -> None:
@@ -372,7 +364,7 @@ def status(lab: Lab) -> list[dict]:
 
 def down(lab: Lab) -> None:
     """Remove the lab's containers (with their volumes), network and state."""
-    if not _docker_answers():
+    if not docker_ready():
         say("No Docker engine answers: nothing of the lab can be running.")
     else:
         containers = list(_containers(lab))
@@ -390,9 +382,3 @@ def down(lab: Lab) -> None:
         f"Lab {lab.name!r} is down. Keys and host keys stay in {lab.directory}/ "
         "so a new lab keeps them; images stay cached."
     )
-
-
-def _docker_answers() -> bool:
-    from tfenv.lab.engine import docker_ready
-
-    return docker_ready()

@@ -1,7 +1,7 @@
 """The declared state of one host, as typed, frozen models.
 
 Each top-level key of pyinfra host data that tfenv reads has one model here
-(see ``SECTIONS``). Unknown keys inside a section are errors (typos), so is
+(see ``tfenv.model.load.DeclaredData``). Unknown keys inside a section are errors (typos), so is
 any value of the wrong shape. Cross-field rules (ports, GPU indices, images in
 the lock, secret references) live in :mod:`tfenv.model.load`.
 """
@@ -288,18 +288,3 @@ class NodeSpec(Strict):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     nfs_mounts: dict[str, NfsMount] = Field(default_factory=dict)
     containers: dict[str, Container] = Field(default_factory=dict)
-
-
-# Host data keys tfenv reads, and the model each is checked against.
-SECTIONS: dict[str, object] = {
-    "gpu_count": int,
-    "nvidia_driver": Driver,
-    "docker_engine": DockerEngine,
-    "container_toolkit": ContainerToolkit,
-    "apt_repositories": AptRepositories,
-    "image_lock": str,
-    "registries": dict[str, Registry],
-    "secrets": dict[str, SecretRef],
-    "nfs_mounts": dict[str, NfsMount],
-    "containers": dict[str, Container],
-}
