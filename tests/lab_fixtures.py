@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tfenv.lab.engine import docker_ready, ensure_docker
-from tfenv.lab.fleet import Lab, LabState, up
+from tfenv.lab.fleet import Lab, LabState, down, up
 from tfenv.lab.run import LabError
 
 TEST_LAB_NAME = "tfenv-test-lab"
@@ -39,8 +39,6 @@ def test_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     ensure_docker()
     lab = Lab(name=TEST_LAB_NAME, directory=tmp_path_factory.mktemp("lab"))
     yield lab
-    from tfenv.lab.fleet import down
-
     down(lab)
 
 

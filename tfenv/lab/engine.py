@@ -14,21 +14,26 @@ import time
 from pathlib import Path
 
 from tfenv.lab.progress import say, step
-from tfenv.lab.run import LabError, run
+from tfenv.lab.run import LabError
 
 DOCKERD_LOG = Path("/var/log/tfenv-dockerd.log")
 
 
-def docker_ready() -> bool:
+def server_version() -> str | None:
+    """The Docker engine's version, or None when no engine answers."""
     if shutil.which("docker") is None:
-        return False
+        return None
     result = subprocess.run(
         ["docker", "info", "--format", "{{.ServerVersion}}"],
         capture_output=True,
         text=True,
         check=False,
     )
-    return result.returncode == 0
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def docker_ready() -> bool:
+    return server_version() is not None
 
 
 def ensure_docker(timeout: float = 90) -> None:
@@ -65,10 +70,9 @@ def ensure_docker(timeout: float = 90) -> None:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while not docker_ready():
+        while (version := server_version()) is None:
             if time.monotonic() > deadline:
                 tail = DOCKERD_LOG.read_text(errors="replace")[-1500:]
                 raise LabError(f"dockerd did not answer within {timeout:.0f}s. Its log:\n{tail}")
             time.sleep(0.5)
-    version = run(["docker", "info", "--format", "{{.ServerVersion}}"]).stdout.strip()
     say(f"    Docker engine {version} is up")

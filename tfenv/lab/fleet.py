@@ -110,13 +110,21 @@ def _ssh_keygen(path: Path, comment: str) -> None:
         )
 
 
-def _containers(lab: Lab, all_states: bool = True) -> dict[str, str]:
-    """Container name -> status of this lab's containers."""
-    cmd = ["docker", "ps", "--filter", f"label={lab.label}", "--format", "{{.Names}}\t{{.State}}"]
-    if all_states:
-        cmd.insert(2, "-a")
-    out = run(cmd).stdout
-    return dict(line.split("\t", 1) for line in out.splitlines() if line)
+@dataclass(frozen=True)
+class _Existing:
+    """What one ``docker ps`` line tells about a lab container."""
+
+    state: str
+    image: str
+    owner: str  # the lab directory whose keys it uses (label tfenv.lab.dir)
+
+
+def _containers(lab: Lab) -> dict[str, _Existing]:
+    """This lab's containers, in any state: one ``docker ps`` for the whole fleet."""
+    fmt = '{{.Names}}\t{{.State}}\t{{.Image}}\t{{.Label "tfenv.lab.dir"}}'
+    out = run(["docker", "ps", "-a", "--filter", f"label={lab.label}", "--format", fmt]).stdout
+    rows = (line.split("\t") for line in out.splitlines() if line)
+    return {name: _Existing(state, image, owner) for name, state, image, owner in rows}
 
 
 def _ensure_network(lab: Lab) -> None:
@@ -125,20 +133,15 @@ def _ensure_network(lab: Lab) -> None:
         run(["docker", "network", "create", "--label", lab.label, lab.name])
 
 
-def _check_owner(lab: Lab, existing: dict[str, str]) -> None:
+def _check_owner(lab: Lab, existing: dict[str, _Existing]) -> None:
     """Two checkouts must not share one lab: its keys live in one directory."""
-    if not existing:
-        return
     mine = str(lab.directory.resolve())
-    for container in existing:
-        owner = run(
-            ["docker", "inspect", "--format", '{{index .Config.Labels "tfenv.lab.dir"}}', container]
-        ).stdout.strip()
-        if owner != mine:
+    for found in existing.values():
+        if found.owner != mine:
             raise LabError(
-                f"a lab named {lab.name!r} already runs with its keys in {owner}, not {mine}. "
-                f"Take it down from there (tfenv lab down --dir {owner}) or pick another "
-                "name (tfenv lab up --name NAME)."
+                f"a lab named {lab.name!r} already runs with its keys in {found.owner}, not "
+                f"{mine}. Take it down from there (tfenv lab down --dir {found.owner}) or pick "
+                "another name (tfenv lab up --name NAME)."
             )
 
 
@@ -252,14 +255,10 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
         _ssh_keygen(host_dir / "ssh_host_ed25519_key", f"{name}-host")
         shutil.copyfile(f"{lab.key}.pub", host_dir / "authorized_keys")
         os.chmod(host_dir / "authorized_keys", 0o644)
-        status = existing.get(container)
-        current_image = None
-        if status is not None:
-            current_image = run(
-                ["docker", "inspect", "--format", "{{.Config.Image}}", container]
-            ).stdout.strip()
-        if status is not None and current_image != image:
-            say(f"    {name}: image changed ({current_image} -> {image}); re-creating")
+        found = existing.get(container)
+        status = found.state if found else None
+        if found is not None and found.image != image:
+            say(f"    {name}: image changed ({found.image} -> {image}); re-creating")
             run(["docker", "rm", "-f", "-v", container])
             status = None
         if status is None:
@@ -341,7 +340,8 @@ def status(lab: Lab) -> list[dict]:
     containers = _containers(lab)
     rows = []
     for host in state.hosts:
-        running = containers.get(host.container) == "running"
+        found = containers.get(host.container)
+        running = found is not None and found.state == "running"
         ssh_ok = (
             running
             and run(
@@ -353,7 +353,7 @@ def status(lab: Lab) -> list[dict]:
             {
                 "host": host.name,
                 "container": host.container,
-                "state": containers.get(host.container, "missing"),
+                "state": found.state if found else "missing",
                 "port": host.port,
                 "ssh": ssh_ok,
                 "memory": memory_bytes(host.container) if running else None,

@@ -124,18 +124,22 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
-def host_image() -> str:
-    dockerfile = resources.files("tfenv.lab").joinpath("files/host.Dockerfile").read_text()
+def _host_dockerfile() -> str:
+    return resources.files("tfenv.lab").joinpath("files/host.Dockerfile").read_text()
+
+
+def host_image(dockerfile: str) -> str:
+    """The host image's tag: a hash of its Dockerfile and of the base image's inputs."""
     digest = hashlib.sha256((dockerfile + _base_hash()).encode()).hexdigest()[:12]
     return f"tfenv-lab/host:{digest}"
 
 
 def ensure_host_image() -> str:
     ensure_base_image()
-    image = host_image()
+    dockerfile = _host_dockerfile()
+    image = host_image(dockerfile)
     if _image_label(image, LABEL) is not None:
         return image
-    dockerfile = resources.files("tfenv.lab").joinpath("files/host.Dockerfile").read_text()
     with tempfile.TemporaryDirectory(prefix="tfenv-lab-build-") as context:
         Path(context, "Dockerfile").write_text(dockerfile)
         with step(f"Building the lab host image {image}"):
