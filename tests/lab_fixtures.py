@@ -44,15 +44,17 @@ def test_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def lab_of(test_lab: Lab):
-    """``lab_of(n)`` -> LabState with at least n hosts up (reused across tests)."""
+    """``lab_of(n, images=False)`` -> LabState with at least n hosts up and, with
+    ``images``, the lab TF images pushed and locked (reused across tests)."""
     current: dict[str, LabState] = {}
 
-    def bring_up(hosts: int) -> LabState:
+    def bring_up(hosts: int, images: bool = False) -> LabState:
         have = current.get("state")
-        if have is not None and len(have.hosts) >= hosts:
+        if have is not None and len(have.hosts) >= hosts and (have.lock or not images):
             return have
+        hosts = max(hosts, len(have.hosts) if have else 0)
         try:
-            current["state"] = up(test_lab, hosts)
+            current["state"] = up(test_lab, hosts, images=images or bool(have and have.lock))
         except LabError as exc:
             pytest.fail(f"lab up failed: {exc}")
         return current["state"]

@@ -75,7 +75,7 @@ def test_second_up_changes_nothing_and_keeps_host_keys(lab_of, test_lab: Lab) ->
     before = lab_of(2)
     known_before = Path(before.known_hosts).read_text()
     ids_before = _container_ids(test_lab)
-    again = up(test_lab, len(before.hosts))
+    again = up(test_lab, len(before.hosts), images=bool(before.lock))
     assert [(h.name, h.port) for h in again.hosts] == [(h.name, h.port) for h in before.hosts]
     assert _container_ids(test_lab) == ids_before
     assert Path(again.known_hosts).read_text() == known_before
@@ -84,8 +84,8 @@ def test_second_up_changes_nothing_and_keeps_host_keys(lab_of, test_lab: Lab) ->
 def test_status_reports_every_host(lab_of, test_lab: Lab) -> None:
     state = lab_of(2)
     rows = status(test_lab)
-    assert [r["host"] for r in rows] == [h.name for h in state.hosts]
-    assert all(r["state"] == "running" and r["ssh"] for r in rows)
+    assert [r["host"] for r in rows] == [h.name for h in state.hosts] + ["registry"]
+    assert all(r["state"] == "running" and r["answers"] for r in rows)
     assert all(r["memory"] is None or r["memory"] > 0 for r in rows)
 
 
@@ -134,8 +134,10 @@ def test_down_leaves_nothing_behind(test_lab: Lab, tmp_path: Path) -> None:
     lab = Lab(name="tfenv-test-lab-down", directory=tmp_path / "lab")
     volumes_before = _docker_lines("volume", "ls", "-q")
     networks_before = _docker_lines("network", "ls", "-q")
-    state = up(lab, 1)
-    assert _container_ids(lab)
+    # Without the TF images: pushing them again takes minutes; the registry's
+    # storage is an anonymous volume either way, removed with its container.
+    state = up(lab, 1, images=False)
+    assert len(_container_ids(lab)) == 2  # one host and the registry
     assert _docker_lines("volume", "ls", "-q") - volumes_before  # the /var/lib/docker volume
     down(lab)
     assert _container_ids(lab) == []
@@ -151,5 +153,5 @@ def test_a_second_checkout_cannot_take_over_a_running_lab(
     lab_of(1)
     intruder = Lab(name=test_lab.name, directory=tmp_path / "other")
     with pytest.raises(LabError, match="already runs with its keys in"):
-        up(intruder, 1)
-    assert status(test_lab)[0]["ssh"]  # the running lab is untouched
+        up(intruder, 1, images=False)
+    assert status(test_lab)[0]["answers"]  # the running lab is untouched

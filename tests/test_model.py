@@ -141,6 +141,12 @@ REJECTIONS = [
         "declared in 'secrets'",
     ),
     (
+        "registry CA file missing",
+        lambda d: d["registries"]["registry.test:5000"].update(ca_file="certs/none.crt"),
+        "registries.registry.test:5000.ca_file",
+        "a PEM file of the CA",
+    ),
+    (
         "secret with two sources",
         set_in("secrets.token", {"env": "X", "file": "y"}),
         "secrets.token",

@@ -165,17 +165,38 @@ def _lab_call(func, *args):
 
 @lab.command("up")
 @click.option("--hosts", default=3, show_default=True, help="Number of lab hosts.")
+@click.option(
+    "--images/--no-images",
+    default=True,
+    show_default=True,
+    help="Build and push the lab TF images (real TensorFlow; minutes the first time).",
+)
 @lab_options
-def lab_up(hosts: int, name: str, directory: str) -> None:
-    """Build what is missing and start HOSTS lab hosts (idempotent)."""
+def lab_up(hosts: int, images: bool, name: str, directory: str) -> None:
+    """Build what is missing and start HOSTS lab hosts and the lab registry (idempotent)."""
     from tfenv.lab import fleet
 
-    state = _lab_call(fleet.up, _lab(name, directory), hosts)
+    state = _lab_call(fleet.up, _lab(name, directory), hosts, images)
     for host in state.hosts:
         click.echo(
             f"{host.name}\tssh -i {state.key} -o UserKnownHostsFile={state.known_hosts} "
             f"-p {host.port} {state.user}@127.0.0.1"
         )
+    _echo_registry(state)
+
+
+def _echo_registry(state) -> None:
+    from tfenv.images.lock import read_lock
+
+    registry = state.registry
+    click.echo(
+        f"registry\t{registry['host']} (on this machine: {registry['local']}), user "
+        f"{registry['username']}, password in {registry['password_file']}, CA {registry['ca_file']}"
+    )
+    if state.lock:
+        lock, _ = read_lock(Path(state.lock))
+        for reference, image in sorted(lock.images.items()):
+            click.echo(f"image\t{reference}\t{image.digest}")
 
 
 @lab.command("status")
@@ -184,18 +205,22 @@ def lab_status(name: str, directory: str) -> None:
     """Each lab host: container state, SSH port, whether SSH+sudo answers, memory."""
     from tfenv.lab import fleet
 
-    rows = _lab_call(fleet.status, _lab(name, directory))
+    the_lab = _lab(name, directory)
+    rows = _lab_call(fleet.status, the_lab)
     if not rows:
         click.echo(f"Lab {name!r} is not up. Start it: tfenv lab up")
         return
     for row in rows:
         memory = f"{row['memory'] / 2**20:.0f} MiB" if row["memory"] is not None else "-"
+        answer = "ok" if row["answers"] else "FAILING"
         click.echo(
-            f"{row['host']}\t{row['state']}\t127.0.0.1:{row['port']}\t"
-            f"ssh {'ok' if row['ssh'] else 'FAILING'}\t{memory}"
+            f"{row['host']}\t{row['state']}\t127.0.0.1:{row['port']}\t{row['kind']} "
+            f"{answer}\t{memory}"
         )
-    if not all(row["ssh"] for row in rows):
-        _fail("Some hosts do not answer over SSH: run tfenv lab up to repair them.")
+    state = fleet.LabState.read(the_lab.state_file)
+    _echo_registry(state)
+    if not all(row["answers"] for row in rows):
+        _fail("Some lab containers do not answer: run tfenv lab up to repair them.")
 
 
 @lab.command("down")

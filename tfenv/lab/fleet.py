@@ -14,9 +14,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tfenv.images.registry import RegistryError
 from tfenv.lab.engine import docker_ready, ensure_docker
 from tfenv.lab.images import ensure_host_image
 from tfenv.lab.progress import say, step
+from tfenv.lab.registry import LabRegistry, ensure_registry, registry_image
 from tfenv.lab.run import LabError, run
 
 LAB_USER = "tfenv"
@@ -61,6 +63,9 @@ class LabState:
     known_hosts: str
     network: str
     hosts: list[LabHost] = field(default_factory=list)
+    # The lab registry, as the lab's data declares it (see group_data/lab.py).
+    registry: dict[str, str | int] = field(default_factory=dict)
+    lock: str | None = None  # the lab's image lock, when lab images were pushed
 
     @classmethod
     def read(cls, path: Path) -> LabState:
@@ -70,6 +75,17 @@ class LabState:
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def current_state(required: bool = True) -> LabState | None:
+    """The running lab's state, for the lab inventory (``required``) and its data file
+    (pyinfra reads every group_data file, for any inventory: there it is optional)."""
+    state_file = Path(os.environ.get("TFENV_LAB_DIR", ".lab")) / "state.json"
+    if not state_file.exists():
+        if not required:
+            return None
+        raise SystemExit(f"{state_file} not found: the lab is not up. Run: tfenv lab up")
+    return LabState.read(state_file)
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,14 @@ class Lab:
     @property
     def known_hosts(self) -> Path:
         return self.directory / "known_hosts"
+
+    @property
+    def lock(self) -> Path:
+        return self.directory / "images.lock.yaml"
+
+    @property
+    def registry_container(self) -> str:
+        return f"{self.name}-registry"
 
     @property
     def label(self) -> str:
@@ -117,14 +141,18 @@ class _Existing:
     state: str
     image: str
     owner: str  # the lab directory whose keys it uses (label tfenv.lab.dir)
+    role: str  # "registry", or "" for a host
 
 
 def _containers(lab: Lab) -> dict[str, _Existing]:
     """This lab's containers, in any state: one ``docker ps`` for the whole fleet."""
-    fmt = '{{.Names}}\t{{.State}}\t{{.Image}}\t{{.Label "tfenv.lab.dir"}}'
+    fmt = (
+        '{{.Names}}\t{{.State}}\t{{.Image}}\t{{.Label "tfenv.lab.dir"}}'
+        '\t{{.Label "tfenv.lab.role"}}'
+    )
     out = run(["docker", "ps", "-a", "--filter", f"label={lab.label}", "--format", fmt]).stdout
     rows = (line.split("\t") for line in out.splitlines() if line)
-    return {name: _Existing(state, image, owner) for name, state, image, owner in rows}
+    return {row[0]: _Existing(*row[1:]) for row in rows}
 
 
 def _ensure_network(lab: Lab) -> None:
@@ -222,8 +250,9 @@ def _ensure_inotify(hosts: int) -> None:
     INOTIFY_INSTANCES.write_text(f"{wanted}\n")
 
 
-def up(lab: Lab, hosts: int = 3) -> LabState:
-    """Reconcile the lab to ``hosts`` running hosts reachable over SSH (idempotent)."""
+def up(lab: Lab, hosts: int = 3, images: bool = True) -> LabState:
+    """Reconcile the lab to ``hosts`` running hosts reachable over SSH, the lab
+    registry and (with ``images``) the lab TF images in it (idempotent)."""
     if hosts < 1:
         raise LabError("--hosts must be at least 1")
     started = time.monotonic()
@@ -237,6 +266,7 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
 
     existing = _containers(lab)
     _check_owner(lab, existing)
+    registry = _ensure_lab_registry(lab, existing.pop(lab.registry_container, None))
     wanted = {lab.container_name(i) for i in range(1, hosts + 1)}
     extra = sorted(set(existing) - wanted)
     if extra:
@@ -246,6 +276,14 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
     state = LabState(
         lab.name, LAB_USER, str(lab.key.resolve()), str(lab.known_hosts.resolve()), lab.name
     )
+    state.registry = {
+        "host": registry.host,
+        "local": registry.local,
+        "container": registry.container,
+        "username": registry.username,
+        "password_file": str(registry.password_file.resolve()),
+        "ca_file": str(registry.ca_file.resolve()),
+    }
     created = 0
     for index in range(1, hosts + 1):
         name, container = lab.host_name(index), lab.container_name(index)
@@ -303,6 +341,15 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
         key_type, key_data = public.split()[:2]
         lines.append(f"[127.0.0.1]:{host.port} {key_type} {key_data}\n")
     lab.known_hosts.write_text("".join(lines))
+    if images:
+        from tfenv.lab.tf_images import push_all, write_lab_lock
+
+        locked = push_all(registry, lab.directory)
+        write_lab_lock(lab.lock, locked)
+        state.lock = str(lab.lock.resolve())
+        say(f"    lab image lock: {lab.lock}")
+    elif lab.lock.exists():
+        state.lock = str(lab.lock.resolve())
     state.write(lab.state_file)
 
     with step(f"Waiting for SSH on {hosts} host(s)"):
@@ -315,6 +362,22 @@ def up(lab: Lab, hosts: int = 3) -> LabState:
         f"{time.monotonic() - started:.1f}s. Inventory: inventories/lab.py"
     )
     return state
+
+
+def _ensure_lab_registry(lab: Lab, found: _Existing | None) -> LabRegistry:
+    image = registry_image()
+    if found is not None and found.image != image:
+        say(f"    registry: image changed ({found.image} -> {image}); re-creating")
+        run(["docker", "rm", "-f", "-v", lab.registry_container])
+        found = None
+    return ensure_registry(
+        lab_name=lab.name,
+        label=lab.label,
+        network=lab.name,
+        lab_dir=lab.directory,
+        existing=found.state if found else None,
+        image=image,
+    )
 
 
 def memory_bytes(container: str) -> int | None:
@@ -355,8 +418,32 @@ def status(lab: Lab) -> list[dict]:
                 "container": host.container,
                 "state": found.state if found else "missing",
                 "port": host.port,
-                "ssh": ssh_ok,
+                "kind": "ssh",
+                "answers": ssh_ok,
                 "memory": memory_bytes(host.container) if running else None,
+            }
+        )
+    if state.registry:
+        found = containers.get(lab.registry_container)
+        running = found is not None and found.state == "running"
+        registry = LabRegistry(
+            lab.registry_container,
+            int(str(state.registry["local"]).rsplit(":", 1)[1]),
+            lab.directory / "registry",
+        )
+        try:
+            answers = running and registry.client().check() is None
+        except RegistryError:
+            answers = False
+        rows.append(
+            {
+                "host": "registry",
+                "container": lab.registry_container,
+                "state": found.state if found else "missing",
+                "port": registry.port,
+                "kind": "https+auth",
+                "answers": answers,
+                "memory": memory_bytes(lab.registry_container) if running else None,
             }
         )
     return rows
@@ -376,7 +463,7 @@ def down(lab: Lab) -> None:
         ).stdout.split()
         if networks:
             run(["docker", "network", "rm", *networks])
-    for path in (lab.state_file, lab.known_hosts):
+    for path in (lab.state_file, lab.known_hosts, lab.lock):
         path.unlink(missing_ok=True)
     say(
         f"Lab {lab.name!r} is down. Keys and host keys stay in {lab.directory}/ "

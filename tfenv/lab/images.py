@@ -8,7 +8,6 @@ Both are rebuilt only when their inputs change (a hash in the tag/label).
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -52,14 +51,16 @@ APT_SLIM = {
     "etc/apt/apt.conf.d/docker-gzip-indexes": 'Acquire::GzipIndexes "true";\n',
 }
 LABEL = "tfenv.lab"
+# No buildx on these machines: the classic builder.
+CLASSIC_BUILD = {"DOCKER_BUILDKIT": "0"}
 
 
-def _base_hash() -> str:
+def base_hash() -> str:
     text = repr((MIRROR, SUITE, BASE_PACKAGES, sorted(APT_SLIM.items())))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _image_label(image: str, label: str) -> str | None:
+def image_label(image: str, label: str) -> str | None:
     result = run(
         [
             "docker",
@@ -75,8 +76,8 @@ def _image_label(image: str, label: str) -> str | None:
 
 
 def ensure_base_image() -> str:
-    wanted = _base_hash()
-    if _image_label(BASE_IMAGE, "tfenv.lab.base-hash") == wanted:
+    wanted = base_hash()
+    if image_label(BASE_IMAGE, "tfenv.lab.base-hash") == wanted:
         return BASE_IMAGE
     if shutil.which("debootstrap") is None:
         raise LabError("debootstrap is missing: apt-get install -y debootstrap, then retry.")
@@ -130,7 +131,7 @@ def _host_dockerfile() -> str:
 
 def host_image(dockerfile: str) -> str:
     """The host image's tag: a hash of its Dockerfile and of the base image's inputs."""
-    digest = hashlib.sha256((dockerfile + _base_hash()).encode()).hexdigest()[:12]
+    digest = hashlib.sha256((dockerfile + base_hash()).encode()).hexdigest()[:12]
     return f"tfenv-lab/host:{digest}"
 
 
@@ -138,15 +139,14 @@ def ensure_host_image() -> str:
     ensure_base_image()
     dockerfile = _host_dockerfile()
     image = host_image(dockerfile)
-    if _image_label(image, LABEL) is not None:
+    if image_label(image, LABEL) is not None:
         return image
     with tempfile.TemporaryDirectory(prefix="tfenv-lab-build-") as context:
         Path(context, "Dockerfile").write_text(dockerfile)
         with step(f"Building the lab host image {image}"):
-            # No buildx on these machines: the classic builder.
-            os.environ["DOCKER_BUILDKIT"] = "0"
             run(
                 ["docker", "build", "--quiet", "--label", f"{LABEL}=1", "-t", image, context],
                 timeout=900,
+                env=CLASSIC_BUILD,
             )
     return image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 
@@ -17,12 +18,22 @@ def run(
     input: str | bytes | None = None,
     timeout: float | None = None,
     hint: str = "",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``cmd`` capturing output; on failure raise LabError with its stderr."""
+    """Run ``cmd`` capturing output; on failure raise LabError with its stderr.
+
+    ``env`` adds to (does not replace) this process's environment.
+    """
     text = not isinstance(input, bytes)
     try:
         result = subprocess.run(
-            list(cmd), capture_output=True, input=input, text=text, timeout=timeout, check=False
+            list(cmd),
+            capture_output=True,
+            input=input,
+            text=text,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **env} if env else None,
         )
     except FileNotFoundError as exc:
         raise LabError(f"{cmd[0]} is not installed. {hint}".strip()) from exc

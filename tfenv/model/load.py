@@ -175,6 +175,16 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
 
     for registry, spec in declared.registries.items():
         yield from secret_exists(f"registries.{registry}.password_secret", spec.password_secret)
+        if spec.ca_file is not None:
+            ca_path = Path(spec.ca_file)
+            ca_path = ca_path if ca_path.is_absolute() else base_dir / ca_path
+            if not ca_path.is_file():
+                yield Problem(
+                    host,
+                    f"registries.{registry}.ca_file",
+                    "a PEM file of the CA that signed the registry's certificate",
+                    f"no file at {ca_path}",
+                )
 
     for name, container in declared.containers.items():
         where = f"containers.{name}"

@@ -1,0 +1,56 @@
+"""Declared state of the local lab fleet (the `lab` group, see inventories/lab.py).
+
+The same fields as a real fleet (compare gpu.py); only what points at the lab
+differs: its registry (TLS from the lab CA, htpasswd login), its image lock
+(written by `tfenv lab up` with the digests it pushed) and lab-local secrets.
+Paths come from the lab's state file, so any --dir / $TFENV_LAB_DIR works.
+"""
+
+from pathlib import Path
+
+from tfenv.lab.fleet import current_state
+
+# pyinfra reads every group_data file whatever the inventory: without a lab, no data.
+_state = current_state(required=False)
+if _state is not None:
+    _registry = _state.registry
+    _lab_dir = Path(_state.key).parent
+    _image = f"{_registry['host']}/tfenv/tensorflow"
+
+    registries = {
+        _registry["host"]: {
+            "username": _registry["username"],
+            "password_secret": "lab_registry_password",
+            "ca_file": _registry["ca_file"],
+        },
+    }
+
+    secrets = {"lab_registry_password": {"file": _registry["password_file"]}}
+
+if _state is not None and _state.lock:
+    # Digests of the lab images (real TensorFlow CPU builds; `tfenv lab up`
+    # without --no-images pushes them and writes this lock).
+    image_lock = _state.lock
+    secrets = {
+        **secrets,
+        # Made by `tfenv secrets init inventories/lab.py` (make demo runs it).
+        "jupyter_token_dev": {
+            "file": str(_lab_dir / "secrets" / "jupyter_token_dev"),
+            "generate": True,
+        },
+    }
+
+    # One SSH + Jupyter dev container per lab host, reachable with the lab key.
+    containers = {
+        "dev": {
+            "image": f"{_image}:2.17.1-lab1",
+            "user": {"name": "researcher", "uid": 1000, "gid": 1000},
+            "authorized_keys": [Path(_state.key + ".pub").read_text().strip()],
+            "ports": [
+                {"container": 22, "host": 2222},
+                {"container": 8888, "host": 8888},
+            ],
+            "shm_size": "1g",
+            "jupyter": {"port": 8888, "token_secret": "jupyter_token_dev"},
+        },
+    }

@@ -1,0 +1,165 @@
+"""Lab TensorFlow images: real TF (CPU build from PyPI), sshd and Jupyter.
+
+One shared base (``tf-base.Dockerfile``: Debian, TensorFlow, JupyterLab, the
+dev entrypoint) and one small release layer per version on top of it
+(``tf-release.Dockerfile``), so a version bump pulls a few KiB. Releases:
+two good ones for upgrades and one whose ``import tensorflow`` fails, for
+rollback tests. All are pushed to the lab registry; their digests go to the
+lab's lock file, which the lab's data uses like any fleet's lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tfenv.images.lock import LockedImage, dump_lock
+from tfenv.lab.images import (
+    BASE_IMAGE,
+    CLASSIC_BUILD,
+    LABEL,
+    base_hash,
+    ensure_base_image,
+    image_label,
+)
+from tfenv.lab.progress import say, step
+from tfenv.lab.registry import LabRegistry
+from tfenv.lab.run import LabError, run
+
+TF_VERSION = "2.17.1"
+JUPYTERLAB_VERSION = "4.2.5"
+REPOSITORY = "tfenv/tensorflow"
+DEBIAN_REPOSITORY = "tfenv/debian"  # small image for checks (GPU visible in a container)
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+BASE_FILES = ("tf-base.Dockerfile", "tfenv-dev-entrypoint", "jupyter_server_config.py")
+
+
+@dataclass(frozen=True)
+class Release:
+    tag: str
+    broken: bool = False
+
+
+RELEASES = (
+    Release(f"{TF_VERSION}-lab1"),
+    Release(f"{TF_VERSION}-lab2"),
+    Release(f"{TF_VERSION}-lab3-broken", broken=True),
+)
+
+
+def _file(name: str) -> str:
+    return resources.files("tfenv.lab").joinpath(f"files/{name}").read_text()
+
+
+def _build(tag: str, dockerfile: str, files: dict[str, str | Path], args: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="tfenv-lab-tf-") as context:
+        Path(context, "Dockerfile").write_text(dockerfile)
+        for name, content in files.items():
+            if isinstance(content, Path):
+                shutil.copyfile(content, Path(context, name))
+            else:
+                Path(context, name).write_text(content)
+        build_args = [
+            part for key, value in args.items() for part in ("--build-arg", f"{key}={value}")
+        ]
+        run(
+            [
+                "docker",
+                "build",
+                "--quiet",
+                "--label",
+                f"{LABEL}=1",
+                *build_args,
+                "-t",
+                tag,
+                context,
+            ],
+            timeout=1800,
+            env=CLASSIC_BUILD,
+            hint="The TF base image needs PyPI (tensorflow-cpu, jupyterlab); check pip works here.",
+        )
+
+
+def ensure_tf_base() -> str:
+    """``tfenv-lab/tf-base:<hash>``, built when its inputs change (a few minutes cold)."""
+    ensure_base_image()
+    texts = {name: _file(name) for name in BASE_FILES}
+    key = repr((sorted(texts.items()), TF_VERSION, JUPYTERLAB_VERSION, base_hash()))
+    tag = "tfenv-lab/tf-base:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    if image_label(tag, LABEL) is not None:
+        return tag
+    if not CA_BUNDLE.exists():
+        raise LabError(f"{CA_BUNDLE} is missing: apt-get install -y ca-certificates, then retry.")
+    files: dict[str, str | Path] = {n: t for n, t in texts.items() if n != "tf-base.Dockerfile"}
+    files["build-ca.crt"] = CA_BUNDLE
+    with step(
+        f"Building the lab TF base image {tag}: tensorflow-cpu {TF_VERSION} and JupyterLab "
+        f"{JUPYTERLAB_VERSION} from PyPI (a few minutes the first time)"
+    ):
+        _build(
+            tag,
+            texts["tf-base.Dockerfile"],
+            files,
+            {"TF_VERSION": TF_VERSION, "JUPYTERLAB_VERSION": JUPYTERLAB_VERSION},
+        )
+    return tag
+
+
+def ensure_releases(base: str) -> dict[str, str]:
+    """Local image per release tag, each one small layer over ``base``."""
+    dockerfile = _file("tf-release.Dockerfile")
+    images = {}
+    for release in RELEASES:
+        key = repr((dockerfile, base, release))
+        local = "tfenv-lab/tf:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+        if image_label(local, LABEL) is None:
+            with step(f"Building lab release {release.tag}"):
+                _build(
+                    local,
+                    dockerfile,
+                    {},
+                    {"BASE": base, "RELEASE": release.tag, "BROKEN": "1" if release.broken else ""},
+                )
+        images[release.tag] = local
+    return images
+
+
+def push_all(registry: LabRegistry, lab_dir: Path) -> dict[str, LockedImage]:
+    """Build (if needed) and push every lab image; return the lock entries by reference."""
+    base = ensure_tf_base()
+    local = {f"{REPOSITORY}:{tag}": image for tag, image in ensure_releases(base).items()}
+    local[f"{DEBIAN_REPOSITORY}:bookworm"] = BASE_IMAGE
+    # The push logs in with the lab's own client config, never ~/.docker.
+    client_env = {**CLASSIC_BUILD, "DOCKER_CONFIG": str((lab_dir / "docker-client").resolve())}
+    run(
+        ["docker", "login", "--username", registry.username, "--password-stdin", registry.local],
+        input=registry.password().reveal() + "\n",
+        env=client_env,
+        hint="The lab registry refused the lab's own password: tfenv lab down && tfenv lab up",
+    )
+    client = registry.client()
+    locked: dict[str, LockedImage] = {}
+    with step(f"Pushing {len(local)} lab image(s) to the lab registry (shared layers once)"):
+        for number, (reference, image) in enumerate(sorted(local.items()), 1):
+            target = f"{registry.local}/{reference}"
+            run(["docker", "tag", image, target])
+            run(["docker", "push", target], env=client_env, timeout=1800)
+            run(["docker", "rmi", target])  # keep only the lab's own local tags
+            repository, tag = reference.rsplit(":", 1)
+            resolved = client.resolve(repository, tag)
+            say(f"    [{number}/{len(local)}] {registry.host}/{reference}  {resolved.digest}")
+            locked[f"{registry.host}/{reference}"] = LockedImage(
+                f"{registry.host}/{reference}", resolved.digest
+            )
+    return locked
+
+
+def write_lab_lock(path: Path, images: dict[str, LockedImage]) -> None:
+    text = dump_lock(images).replace(
+        "# Written by `tfenv lock`", "# Written by `tfenv lab up` for the lab registry", 1
+    )
+    path.write_text(text)
