@@ -19,13 +19,16 @@ demo: setup
 	$(BIN)/tfenv secrets init inventories/gpu.py
 	@echo "==> Validating the example fleet (no host is contacted)"
 	$(BIN)/tfenv validate inventories/gpu.py
-	@echo "==> Bringing up the local lab fleet (3 hosts; installs and starts Docker if needed)"
+	@echo "==> Bringing up the local lab: 3 hosts, its registry and TF images (installs Docker if needed)"
 	$(BIN)/tfenv lab up --hosts 3
+	@echo "==> Creating the lab's generated secrets and validating its declared state"
+	$(BIN)/tfenv secrets init inventories/lab.py
+	$(BIN)/tfenv validate inventories/lab.py
 	@echo "==> Reaching every lab host with pyinfra over SSH (strict host keys, sudo)"
 	$(BIN)/pyinfra -y inventories/lab.py exec -- 'sudo -n true && hostname && uname -r'
 	@echo
-	@echo "Not built yet: the lab registry with TF images, the GPU/NFS simulators and"
-	@echo "tf_node's provisioning steps, so the demo stops here. tfenv lab down removes the lab."
+	@echo "Not built yet: the GPU/NFS simulators and tf_node's provisioning steps, so"
+	@echo "the demo stops here. tfenv lab down removes the lab."
 
 lint: setup
 	$(BIN)/ruff check .

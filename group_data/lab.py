@@ -17,6 +17,30 @@ if _state is not None:
     _lab_dir = Path(_state.key).parent
     _image = f"{_registry['host']}/tfenv/tensorflow"
 
+    # SIMULATED GPUs (tfenv lab up --gpus N) and the lab's signed, simulated
+    # copies of NVIDIA's apt repositories: only URLs and keys differ from a
+    # real fleet. The driver, toolkit and their pinning are declared as usual.
+    gpu_count = _state.gpus_per_host
+    apt_repositories = _state.apt_repositories
+    nvidia_driver = {
+        "branch": "550",
+        "version": "550.127.05",
+        "kernel_modules": "open",
+        "reboot": "if-needed",
+    }
+    container_toolkit = {"version": "1.17.3"}
+    docker_engine = {"source": "distribution", "version": "20.10.24"}
+
+    # The lab's simulated NFS server (sshfs underneath; see tfenv/lab/sim/nfs.py).
+    nfs_mounts = {
+        "checkpoints": {
+            "server": _state.nfs_server,
+            "export": "/export/checkpoints",
+            "mount_point": "/mnt/checkpoints",
+            "options": ["hard", "nfsvers=4.1"],
+        },
+    }
+
     registries = {
         _registry["host"]: {
             "username": _registry["username"],
@@ -51,6 +75,8 @@ if _state is not None and _state.lock:
                 {"container": 8888, "host": 8888},
             ],
             "shm_size": "1g",
+            "gpus": "all",
             "jupyter": {"port": 8888, "token_secret": "jupyter_token_dev"},
+            "checkpoints": {"nfs": "checkpoints", "path": "/checkpoints"},
         },
     }

@@ -171,12 +171,19 @@ def _lab_call(func, *args):
     show_default=True,
     help="Build and push the lab TF images (real TensorFlow; minutes the first time).",
 )
+@click.option(
+    "--gpus",
+    default=2,
+    show_default=True,
+    help="SIMULATED GPUs per lab host (0 to 8; the lab has no real ones).",
+)
 @lab_options
-def lab_up(hosts: int, images: bool, name: str, directory: str) -> None:
-    """Build what is missing and start HOSTS lab hosts and the lab registry (idempotent)."""
+def lab_up(hosts: int, images: bool, gpus: int, name: str, directory: str) -> None:
+    """Build what is missing and start HOSTS lab hosts, the lab registry and the
+    lab's simulators (NVIDIA apt repositories, NFS server). Idempotent."""
     from tfenv.lab import fleet
 
-    state = _lab_call(fleet.up, _lab(name, directory), hosts, images)
+    state = _lab_call(fleet.up, _lab(name, directory), hosts, images, gpus)
     for host in state.hosts:
         click.echo(
             f"{host.name}\tssh -i {state.key} -o UserKnownHostsFile={state.known_hosts} "

@@ -7,9 +7,11 @@ anonymous volumes) and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,8 +20,12 @@ from tfenv.images.registry import RegistryError
 from tfenv.lab.engine import docker_ready, ensure_docker
 from tfenv.lab.images import ensure_host_image
 from tfenv.lab.progress import say, step
-from tfenv.lab.registry import LabRegistry, ensure_registry, registry_image
+from tfenv.lab.registry import LabRegistry, ensure_registry
 from tfenv.lab.run import LabError, run
+from tfenv.lab.service import Found
+from tfenv.lab.sim import nfs as nfs_sim
+from tfenv.lab.sim import nvidia as nvidia_sim
+from tfenv.lab.sim.nvidia import BUS_IDS
 
 LAB_USER = "tfenv"
 # What a host-like container needs here: --privileged fails on these machines
@@ -42,6 +48,13 @@ HOST_RUN_FLAGS = (
     "/run",
     "--tmpfs",
     "/run/lock",
+    # `reboot` on a lab host stops its container; Docker starts it again, as a
+    # machine comes back (pyinfra's server.reboot waits for it).
+    "--restart",
+    "unless-stopped",
+    # FUSE for the lab's simulated NFS client (sshfs).
+    "--device",
+    "/dev/fuse",
     # The deploy's dockerd gets a real volume (overlay2), not the slow vfs fallback.
     "-v",
     "/var/lib/docker",
@@ -66,6 +79,9 @@ class LabState:
     # The lab registry, as the lab's data declares it (see group_data/lab.py).
     registry: dict[str, str | int] = field(default_factory=dict)
     lock: str | None = None  # the lab's image lock, when lab images were pushed
+    gpus_per_host: int = 0  # SIMULATED GPUs per host
+    apt_repositories: dict[str, dict[str, str]] = field(default_factory=dict)  # SIMULATED
+    nfs_server: str = ""  # SIMULATED
 
     @classmethod
     def read(cls, path: Path) -> LabState:
@@ -141,14 +157,15 @@ class _Existing:
     state: str
     image: str
     owner: str  # the lab directory whose keys it uses (label tfenv.lab.dir)
-    role: str  # "registry", or "" for a host
+    role: str  # a service ("registry", "nvidia-apt", "nfs"), or "" for a host
+    spec: str  # a host's options hash (label tfenv.lab.spec)
 
 
 def _containers(lab: Lab) -> dict[str, _Existing]:
     """This lab's containers, in any state: one ``docker ps`` for the whole fleet."""
     fmt = (
         '{{.Names}}\t{{.State}}\t{{.Image}}\t{{.Label "tfenv.lab.dir"}}'
-        '\t{{.Label "tfenv.lab.role"}}'
+        '\t{{.Label "tfenv.lab.role"}}\t{{.Label "tfenv.lab.spec"}}'
     )
     out = run(["docker", "ps", "-a", "--filter", f"label={lab.label}", "--format", fmt]).stdout
     rows = (line.split("\t") for line in out.splitlines() if line)
@@ -250,11 +267,39 @@ def _ensure_inotify(hosts: int) -> None:
     INOTIFY_INSTANCES.write_text(f"{wanted}\n")
 
 
-def up(lab: Lab, hosts: int = 3, images: bool = True) -> LabState:
-    """Reconcile the lab to ``hosts`` running hosts reachable over SSH, the lab
-    registry and (with ``images``) the lab TF images in it (idempotent)."""
+def _host_port(previous: int | None) -> int:
+    """The port a new host container publishes SSH on: its previous one when still
+    free (ssh commands and known_hosts stay valid), else any free port. Fixed at
+    creation, so a host keeps it across reboots (an ephemeral -p may change)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", previous or 0))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _host_spec(image: str, gpus: int, host_dir: Path, nfs_client: Path) -> tuple[str, list[str]]:
+    """A lab host's ``docker run`` options and a hash of them (label tfenv.lab.spec)."""
+    options = [
+        *HOST_RUN_FLAGS,
+        "-v", f"{host_dir.resolve()}:/etc/ssh/lab:ro",
+        # SIMULATORS: the host's GPUs and the NFS client's key (tfenv/lab/sim).
+        "-v", f"{(host_dir / 'nvidia-sim').resolve()}:/etc/nvidia-sim:ro",
+        "-v", f"{nfs_client.resolve()}:/etc/lab-nfs:ro",
+    ]  # fmt: skip
+    digest = hashlib.sha256(repr((image, gpus, options)).encode()).hexdigest()[:12]
+    return digest, options
+
+
+def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState:
+    """Reconcile the lab to ``hosts`` running hosts reachable over SSH, each
+    simulating ``gpus`` GPUs; its registry, simulated NVIDIA apt repositories
+    and NFS server; and (with ``images``) the lab TF images (idempotent)."""
     if hosts < 1:
         raise LabError("--hosts must be at least 1")
+    if not 0 <= gpus <= len(BUS_IDS):
+        raise LabError(f"--gpus must be between 0 and {len(BUS_IDS)}")
     started = time.monotonic()
     ensure_docker()
     image = ensure_host_image()
@@ -266,16 +311,38 @@ def up(lab: Lab, hosts: int = 3, images: bool = True) -> LabState:
 
     existing = _containers(lab)
     _check_owner(lab, existing)
-    registry = _ensure_lab_registry(lab, existing.pop(lab.registry_container, None))
+    services = {name: found for name, found in existing.items() if found.role}
+    existing = {name: found for name, found in existing.items() if not found.role}
+    common = {"lab_name": lab.name, "label": lab.label, "network": lab.name,
+              "lab_dir": lab.directory}  # fmt: skip
+
+    def found(container: str) -> Found | None:
+        service = services.get(container)
+        return Found(service.state, service.image) if service else None
+
+    registry = ensure_registry(**common, found=found(f"{lab.name}-registry"))
+    apt_repositories = nvidia_sim.ensure_repositories(
+        **common, found=found(f"{lab.name}-nvidia-apt")
+    )
+    nfs_sim.ensure_server(**common, found=found(f"{lab.name}-nfs"))
+
     wanted = {lab.container_name(i) for i in range(1, hosts + 1)}
     extra = sorted(set(existing) - wanted)
     if extra:
         with step(f"Removing {len(extra)} host(s) beyond --hosts {hosts}"):
             run(["docker", "rm", "-f", "-v", *extra])
 
+    previous_ports = (
+        {host.name: host.port for host in LabState.read(lab.state_file).hosts}
+        if lab.state_file.exists()
+        else {}
+    )
     state = LabState(
         lab.name, LAB_USER, str(lab.key.resolve()), str(lab.known_hosts.resolve()), lab.name
     )
+    state.gpus_per_host = gpus
+    state.apt_repositories = apt_repositories
+    state.nfs_server = nfs_sim.ALIAS
     state.registry = {
         "host": registry.host,
         "local": registry.local,
@@ -293,41 +360,28 @@ def up(lab: Lab, hosts: int = 3, images: bool = True) -> LabState:
         _ssh_keygen(host_dir / "ssh_host_ed25519_key", f"{name}-host")
         shutil.copyfile(f"{lab.key}.pub", host_dir / "authorized_keys")
         os.chmod(host_dir / "authorized_keys", 0o644)
-        found = existing.get(container)
-        status = found.state if found else None
-        if found is not None and found.image != image:
-            say(f"    {name}: image changed ({found.image} -> {image}); re-creating")
+        nvidia_sim.write_gpus(host_dir / "nvidia-sim", name, gpus)
+        spec, options = _host_spec(image, gpus, host_dir, nfs_sim.client_dir(lab.directory))
+        host = existing.get(container)
+        status = host.state if host else None
+        if host is not None and host.spec != spec:
+            say(f"    {name}: its image or options changed; re-creating")
             run(["docker", "rm", "-f", "-v", container])
             status = None
         if status is None:
             say(f"==> Starting {name} ({index}/{hosts})")
             run(
                 [
-                    "docker",
-                    "run",
-                    "-d",
-                    "--name",
-                    container,
-                    "--hostname",
-                    name,
-                    "--label",
-                    lab.label,
-                    "--label",
-                    f"tfenv.lab.host={name}",
-                    "--label",
-                    f"tfenv.lab.dir={lab.directory.resolve()}",
-                    "--network",
-                    lab.name,
-                    "--network-alias",
-                    name,
-                    *HOST_RUN_FLAGS,
-                    "-v",
-                    f"{host_dir.resolve()}:/etc/ssh/lab:ro",
-                    "-p",
-                    "127.0.0.1::22",
+                    "docker", "run", "-d", "--name", container, "--hostname", name,
+                    "--label", lab.label, "--label", f"tfenv.lab.host={name}",
+                    "--label", f"tfenv.lab.dir={lab.directory.resolve()}",
+                    "--label", f"tfenv.lab.spec={spec}",
+                    "--network", lab.name, "--network-alias", name,
+                    *options,
+                    "-p", f"127.0.0.1:{_host_port(previous_ports.get(name))}:22",
                     image,
                 ]
-            )
+            )  # fmt: skip
             created += 1
         elif status != "running":
             say(f"==> Starting stopped {name} ({index}/{hosts})")
@@ -362,22 +416,6 @@ def up(lab: Lab, hosts: int = 3, images: bool = True) -> LabState:
         f"{time.monotonic() - started:.1f}s. Inventory: inventories/lab.py"
     )
     return state
-
-
-def _ensure_lab_registry(lab: Lab, found: _Existing | None) -> LabRegistry:
-    image = registry_image()
-    if found is not None and found.image != image:
-        say(f"    registry: image changed ({found.image} -> {image}); re-creating")
-        run(["docker", "rm", "-f", "-v", lab.registry_container])
-        found = None
-    return ensure_registry(
-        lab_name=lab.name,
-        label=lab.label,
-        network=lab.name,
-        lab_dir=lab.directory,
-        existing=found.state if found else None,
-        image=image,
-    )
 
 
 def memory_bytes(container: str) -> int | None:

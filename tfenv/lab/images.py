@@ -125,28 +125,62 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
-def _host_dockerfile() -> str:
-    return resources.files("tfenv.lab").joinpath("files/host.Dockerfile").read_text()
+def build_image(
+    repository: str,
+    dockerfile: str,
+    files: dict[str, str] | None = None,
+    args: dict[str, str] | None = None,
+    what: str = "",
+    timeout: float = 900,
+    hint: str = "",
+) -> str:
+    """``repository:<hash of inputs>``, built over the lab base image when missing.
+
+    ``files`` (name -> text) form the build context next to the Dockerfile.
+    """
+    ensure_base_image()
+    files = files or {}
+    args = args or {}
+    key = repr((dockerfile, sorted(files.items()), sorted(args.items()), base_hash()))
+    tag = f"{repository}:{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if image_label(tag, LABEL) is not None:
+        return tag
+    with tempfile.TemporaryDirectory(prefix="tfenv-lab-build-") as context:
+        Path(context, "Dockerfile").write_text(dockerfile)
+        for name, content in files.items():
+            Path(context, name).write_text(content)
+            Path(context, name).chmod(0o755)
+        build_args = [p for k, v in args.items() for p in ("--build-arg", f"{k}={v}")]
+        with step(f"Building {what or tag}"):
+            run(
+                [
+                    "docker",
+                    "build",
+                    "--quiet",
+                    "--label",
+                    f"{LABEL}=1",
+                    *build_args,
+                    "-t",
+                    tag,
+                    context,
+                ],
+                timeout=timeout,
+                env=CLASSIC_BUILD,
+                hint=hint,
+            )
+    return tag
 
 
-def host_image(dockerfile: str) -> str:
-    """The host image's tag: a hash of its Dockerfile and of the base image's inputs."""
-    digest = hashlib.sha256((dockerfile + base_hash()).encode()).hexdigest()[:12]
-    return f"tfenv-lab/host:{digest}"
+def _sim_file(name: str) -> str:
+    return resources.files("tfenv.lab").joinpath(f"sim/files/{name}").read_text()
 
 
 def ensure_host_image() -> str:
-    ensure_base_image()
-    dockerfile = _host_dockerfile()
-    image = host_image(dockerfile)
-    if image_label(image, LABEL) is not None:
-        return image
-    with tempfile.TemporaryDirectory(prefix="tfenv-lab-build-") as context:
-        Path(context, "Dockerfile").write_text(dockerfile)
-        with step(f"Building the lab host image {image}"):
-            run(
-                ["docker", "build", "--quiet", "--label", f"{LABEL}=1", "-t", image, context],
-                timeout=900,
-                env=CLASSIC_BUILD,
-            )
-    return image
+    """The lab host image (files/host.Dockerfile), with the lab's NFS client simulator."""
+    dockerfile = resources.files("tfenv.lab").joinpath("files/host.Dockerfile").read_text()
+    return build_image(
+        "tfenv-lab/host",
+        dockerfile,
+        {"mount.nfs": _sim_file("mount.nfs")},
+        what="the lab host image (systemd, sshd, sudo; no Docker)",
+    )

@@ -9,10 +9,8 @@ that file as a secret, like any private registry's password.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,9 @@ import bcrypt
 
 from tfenv.images.registry import RegistryClient, RegistryError
 from tfenv.lab.ca import ensure_ca, issue_server_cert
-from tfenv.lab.images import CLASSIC_BUILD, LABEL, ensure_base_image, image_label
-from tfenv.lab.progress import step
+from tfenv.lab.images import build_image
 from tfenv.lab.run import LabError, run
+from tfenv.lab.service import Found, ensure_service, published_port
 from tfenv.model.secrets import SecretValue
 
 ALIAS = "registry.lab.test"  # .test is reserved (RFC 2606): it never leaves the lab
@@ -96,19 +94,9 @@ class LabRegistry:
 
 
 def registry_image() -> str:
-    ensure_base_image()
-    tag = "tfenv-lab/registry:" + hashlib.sha256(DOCKERFILE.encode()).hexdigest()[:12]
-    if image_label(tag, LABEL) is not None:
-        return tag
-    with tempfile.TemporaryDirectory(prefix="tfenv-lab-registry-") as context:
-        Path(context, "Dockerfile").write_text(DOCKERFILE)
-        with step(f"Building the lab registry image {tag} (Debian's docker-registry)"):
-            run(
-                ["docker", "build", "--quiet", "--label", f"{LABEL}=1", "-t", tag, context],
-                timeout=900,
-                env=CLASSIC_BUILD,
-            )
-    return tag
+    return build_image(
+        "tfenv-lab/registry", DOCKERFILE, what="the lab registry image (Debian's docker-registry)"
+    )
 
 
 def _write_config(directory: Path) -> None:
@@ -147,9 +135,9 @@ def _wait_until_ready(registry: LabRegistry, timeout: float = 30) -> None:
 
 
 def ensure_registry(
-    *, lab_name: str, label: str, network: str, lab_dir: Path, existing: str | None, image: str
+    *, lab_name: str, label: str, network: str, lab_dir: Path, found: Found | None
 ) -> LabRegistry:
-    """Start (or keep) the lab registry container; ``existing`` is its ``docker ps`` state."""
+    """Start (or keep) the lab registry container; ``found`` is what ``docker ps`` saw."""
     directory = lab_dir / "registry"
     ca = ensure_ca(lab_dir / "ca", lab_name)
     _write_config(directory)
@@ -160,26 +148,28 @@ def ensure_registry(
         directory / "registry.key",
     )
     container = f"{lab_name}-registry"
-    if existing is None:
-        with step(f"Starting the lab registry ({ALIAS}:{PORT}, htpasswd auth, TLS)"):
-            run(
-                [
-                    "docker", "run", "-d", "--name", container,
-                    "--label", label, "--label", f"tfenv.lab.dir={lab_dir.resolve()}",
-                    "--label", "tfenv.lab.role=registry",
-                    "--network", network, "--network-alias", ALIAS,
-                    "-v", f"{directory.resolve()}:{CONFIG_DIR}:ro",
-                    "-v", "/var/lib/docker-registry",
-                    "-p", f"127.0.0.1::{PORT}",
-                    "--restart", "unless-stopped",
-                    image,
-                ]
-            )  # fmt: skip
-    elif existing != "running":
-        run(["docker", "start", container])
-    out = run(["docker", "port", container, f"{PORT}/tcp"]).stdout.split()
-    if not out:
-        raise LabError(f"{container} publishes no port; run: tfenv lab down && tfenv lab up")
-    registry = LabRegistry(container, int(out[0].rsplit(":", 1)[1]), directory)
+    (directory / "data").mkdir(exist_ok=True)
+    ensure_service(
+        container=container,
+        role="registry",
+        alias=ALIAS,
+        image=registry_image(),
+        found=found,
+        lab_label=label,
+        lab_dir=lab_dir,
+        network=network,
+        run_args=[
+            "-v",
+            f"{directory.resolve()}:{CONFIG_DIR}:ro",
+            # Blobs live in the lab directory, like its keys: a lab brought up
+            # again after `down` pushes nothing it already had.
+            "-v",
+            f"{(directory / 'data').resolve()}:/var/lib/docker-registry",
+            "-p",
+            f"127.0.0.1::{PORT}",
+        ],
+        what=f"the lab registry ({ALIAS}:{PORT}, htpasswd auth, TLS)",
+    )
+    registry = LabRegistry(container, published_port(container, PORT), directory)
     _wait_until_ready(registry)
     return registry

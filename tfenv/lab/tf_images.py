@@ -10,22 +10,12 @@ lab's lock file, which the lab's data uses like any fleet's lock.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from tfenv.images.lock import LockedImage, dump_lock
-from tfenv.lab.images import (
-    BASE_IMAGE,
-    CLASSIC_BUILD,
-    LABEL,
-    base_hash,
-    ensure_base_image,
-    image_label,
-)
+from tfenv.lab.images import BASE_IMAGE, CLASSIC_BUILD, build_image
 from tfenv.lab.progress import say, step
 from tfenv.lab.registry import LabRegistry
 from tfenv.lab.run import LabError, run
@@ -55,77 +45,38 @@ def _file(name: str) -> str:
     return resources.files("tfenv.lab").joinpath(f"files/{name}").read_text()
 
 
-def _build(tag: str, dockerfile: str, files: dict[str, str | Path], args: dict[str, str]) -> None:
-    with tempfile.TemporaryDirectory(prefix="tfenv-lab-tf-") as context:
-        Path(context, "Dockerfile").write_text(dockerfile)
-        for name, content in files.items():
-            if isinstance(content, Path):
-                shutil.copyfile(content, Path(context, name))
-            else:
-                Path(context, name).write_text(content)
-        build_args = [
-            part for key, value in args.items() for part in ("--build-arg", f"{key}={value}")
-        ]
-        run(
-            [
-                "docker",
-                "build",
-                "--quiet",
-                "--label",
-                f"{LABEL}=1",
-                *build_args,
-                "-t",
-                tag,
-                context,
-            ],
-            timeout=1800,
-            env=CLASSIC_BUILD,
-            hint="The TF base image needs PyPI (tensorflow-cpu, jupyterlab); check pip works here.",
-        )
-
-
 def ensure_tf_base() -> str:
     """``tfenv-lab/tf-base:<hash>``, built when its inputs change (a few minutes cold)."""
-    ensure_base_image()
-    texts = {name: _file(name) for name in BASE_FILES}
-    key = repr((sorted(texts.items()), TF_VERSION, JUPYTERLAB_VERSION, base_hash()))
-    tag = "tfenv-lab/tf-base:" + hashlib.sha256(key.encode()).hexdigest()[:12]
-    if image_label(tag, LABEL) is not None:
-        return tag
     if not CA_BUNDLE.exists():
         raise LabError(f"{CA_BUNDLE} is missing: apt-get install -y ca-certificates, then retry.")
-    files: dict[str, str | Path] = {n: t for n, t in texts.items() if n != "tf-base.Dockerfile"}
-    files["build-ca.crt"] = CA_BUNDLE
-    with step(
-        f"Building the lab TF base image {tag}: tensorflow-cpu {TF_VERSION} and JupyterLab "
-        f"{JUPYTERLAB_VERSION} from PyPI (a few minutes the first time)"
-    ):
-        _build(
-            tag,
-            texts["tf-base.Dockerfile"],
-            files,
-            {"TF_VERSION": TF_VERSION, "JUPYTERLAB_VERSION": JUPYTERLAB_VERSION},
-        )
-    return tag
+    files = {name: _file(name) for name in BASE_FILES}
+    files["build-ca.crt"] = CA_BUNDLE.read_text()
+    return build_image(
+        "tfenv-lab/tf-base",
+        files.pop("tf-base.Dockerfile"),
+        files,
+        {"TF_VERSION": TF_VERSION, "JUPYTERLAB_VERSION": JUPYTERLAB_VERSION},
+        what=(
+            f"the lab TF base image: tensorflow-cpu {TF_VERSION} and JupyterLab "
+            f"{JUPYTERLAB_VERSION} from PyPI (a few minutes the first time)"
+        ),
+        timeout=1800,
+        hint="The TF base image needs PyPI (tensorflow-cpu, jupyterlab); check pip works here.",
+    )
 
 
 def ensure_releases(base: str) -> dict[str, str]:
     """Local image per release tag, each one small layer over ``base``."""
     dockerfile = _file("tf-release.Dockerfile")
-    images = {}
-    for release in RELEASES:
-        key = repr((dockerfile, base, release))
-        local = "tfenv-lab/tf:" + hashlib.sha256(key.encode()).hexdigest()[:12]
-        if image_label(local, LABEL) is None:
-            with step(f"Building lab release {release.tag}"):
-                _build(
-                    local,
-                    dockerfile,
-                    {},
-                    {"BASE": base, "RELEASE": release.tag, "BROKEN": "1" if release.broken else ""},
-                )
-        images[release.tag] = local
-    return images
+    return {
+        release.tag: build_image(
+            "tfenv-lab/tf",
+            dockerfile,
+            args={"BASE": base, "RELEASE": release.tag, "BROKEN": "1" if release.broken else ""},
+            what=f"lab release {release.tag}",
+        )
+        for release in RELEASES
+    }
 
 
 def push_all(registry: LabRegistry, lab_dir: Path) -> dict[str, LockedImage]:

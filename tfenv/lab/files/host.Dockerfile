@@ -27,6 +27,18 @@ RUN systemctl mask getty.target console-getty.service systemd-udevd.service \
       apt-daily.timer apt-daily-upgrade.timer 2>/dev/null; \
     systemctl enable ssh.service
 
+# SIMULATORS for what this machine's kernel lacks (see tfenv/lab/sim): an
+# NFS client over sshfs (FUSE) behind the usual /sbin/mount.nfs name, with the
+# real one from nfs-common diverted if a deploy installs it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends sshfs \
+ && rm -rf /var/lib/apt/lists/* \
+ && for helper in mount.nfs mount.nfs4; do \
+      dpkg-divert --local --rename --divert /sbin/$helper.distrib --add /sbin/$helper; \
+    done
+COPY mount.nfs /sbin/mount.nfs
+RUN ln -sf mount.nfs /sbin/mount.nfs4
+
 ENV container=docker
 STOPSIGNAL SIGRTMIN+3
 CMD ["/lib/systemd/systemd"]

@@ -1,0 +1,165 @@
+"""The lab's SIMULATED nvidia-smi against real nvidia-smi output (tests/fixtures/nvidia_smi).
+
+The simulator runs here against a scratch root (NVIDIA_SIM_ROOT); the same
+script runs on lab hosts. Each format check is first proven on the real
+capture, then applied to the simulator, so a drift in either fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfenv.lab.sim.nvidia import GPU_MEMORY_MIB, GPU_NAME, gpus_for, sim_file
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nvidia_smi"
+UUID = r"GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+LIST_LINE = re.compile(rf"^GPU (\d+): (NVIDIA [^()]+) \(UUID: {UUID}\)$")
+BUS_ID = re.compile(r"^[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.[0-7]$")
+VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+@pytest.fixture
+def sim_root(tmp_path: Path) -> Path:
+    """A scratch root holding a loaded 550.127.05 open module and two GPUs."""
+    script = tmp_path / "nvidia-smi"
+    script.write_text(sim_file("nvidia-smi"))
+    (tmp_path / "usr/lib/nvidia-sim").mkdir(parents=True)
+    (tmp_path / "usr/lib/nvidia-sim/version").write_text("550.127.05\n")
+    (tmp_path / "etc/nvidia-sim").mkdir(parents=True)
+    (tmp_path / "etc/nvidia-sim/gpus.json").write_text(json.dumps(gpus_for("lab-1", 2)))
+    load_module(tmp_path, "550.127.05")
+    return tmp_path
+
+
+def load_module(root: Path, version: str) -> None:
+    proc = root / "proc/driver/nvidia"
+    proc.mkdir(parents=True, exist_ok=True)
+    real = fixture("proc_version_open.txt")
+    (proc / "version").write_text(real.replace("565.57.01", version))
+
+
+def smi(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(root / "nvidia-smi"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NVIDIA_SIM_ROOT": str(root)},
+        check=False,
+    )
+
+
+def test_list_matches_the_real_format(sim_root: Path) -> None:
+    for real in ("h100_list.txt", "a100_list.txt"):
+        assert LIST_LINE.match(fixture(real).strip())
+    assert fixture("h100_list.txt").split(" (UUID")[0] == f"GPU 0: {GPU_NAME}"
+    result = smi(sim_root, "-L")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert [LIST_LINE.match(line).group(1) for line in lines] == ["0", "1"]
+    assert all(LIST_LINE.match(line).group(2) == GPU_NAME for line in lines)
+
+
+def _csv(text: str) -> list[list[str]]:
+    return [line.split(", ") for line in text.splitlines()]
+
+
+def test_query_with_header_matches_real_headers_and_units(sim_root: Path) -> None:
+    for real, fields in (
+        ("h100_query_memory.csv", "index,name,memory.total"),
+        ("l40s_query_bus.csv", "index,name,pci.bus_id,memory.total,driver_version"),
+        ("a5000_query_uuid.csv", "index,name,uuid,memory.total,driver_version"),
+    ):
+        real_rows = _csv(fixture(real))
+        result = smi(sim_root, f"--query-gpu={fields}", "--format=csv")
+        assert result.returncode == 0, result.stdout
+        rows = _csv(result.stdout)
+        # The same header for the same fields (power.limit is not simulated).
+        assert rows[0] == real_rows[0][: len(rows[0])]
+        for real_value, value, header in zip(real_rows[1], rows[1], rows[0], strict=False):
+            if header == "memory.total [MiB]":
+                assert real_value.endswith(" MiB") and value.endswith(" MiB")
+            if header == "pci.bus_id":
+                assert BUS_ID.match(real_value) and BUS_ID.match(value)
+            if header == "driver_version":
+                assert VERSION.match(real_value) and value == "550.127.05"
+    h100 = _csv(fixture("h100_query_memory.csv"))[1]
+    assert (
+        _csv(smi(sim_root, "--query-gpu=index,name,memory.total", "--format=csv").stdout)[1] == h100
+    )  # an H100 reports exactly what the real one does
+    assert f"{GPU_MEMORY_MIB} MiB" == h100[2]
+
+
+def test_query_noheader_nounits(sim_root: Path) -> None:
+    fields = "index,name,uuid,memory.total,driver_version,persistence_mode,pci.bus_id"
+    result = smi(sim_root, f"--query-gpu={fields}", "--format=csv,noheader,nounits")
+    rows = _csv(result.stdout)
+    uuids = [gpu["uuid"] for gpu in gpus_for("lab-1", 2)]
+    assert rows == [
+        [
+            "0",
+            GPU_NAME,
+            uuids[0],
+            str(GPU_MEMORY_MIB),
+            "550.127.05",
+            "Disabled",
+            "00000000:18:00.0",
+        ],
+        [
+            "1",
+            GPU_NAME,
+            uuids[1],
+            str(GPU_MEMORY_MIB),
+            "550.127.05",
+            "Disabled",
+            "00000000:2A:00.0",
+        ],
+    ]
+
+
+def test_persistence_mode_follows_the_daemon(sim_root: Path) -> None:
+    pid_dir = sim_root / "run/nvidia-persistenced"
+    pid_dir.mkdir(parents=True)
+    (pid_dir / "nvidia-persistenced.pid").write_text(f"{os.getpid()}\n")
+    out = smi(sim_root, "--query-gpu=persistence_mode", "--format=csv,noheader").stdout
+    assert out.split() == ["Enabled", "Enabled"]
+
+
+def test_library_newer_than_loaded_module_is_the_real_mismatch(sim_root: Path) -> None:
+    (sim_root / "usr/lib/nvidia-sim/version").write_text("550.144.03\n")
+    result = smi(sim_root, "-L")
+    real = fixture("mismatch.txt").splitlines()
+    assert result.returncode == 18
+    assert result.stdout.splitlines() == [real[0], "NVML library version: 550.144"]
+    assert re.match(r"^NVML library version: \d+\.\d+$", real[1])
+    load_module(sim_root, "550.144.03")  # what a reboot does
+    assert smi(sim_root, "-L").returncode == 0
+
+
+def test_no_module_loaded_is_the_real_failure(sim_root: Path) -> None:
+    (sim_root / "proc/driver/nvidia/version").unlink()
+    result = smi(sim_root, "--query-gpu=name", "--format=csv,noheader")
+    assert result.returncode == 9
+    assert result.stdout == fixture("no_driver.txt")
+
+
+def test_unknown_field_is_rejected(sim_root: Path) -> None:
+    result = smi(sim_root, "--query-gpu=name,bogus", "--format=csv")
+    assert result.returncode == 2
+    assert 'Field "bogus" is not a valid field to query.' in result.stdout
+
+
+def test_simulated_gpus_are_stable_per_host() -> None:
+    assert gpus_for("lab-1", 2) == gpus_for("lab-1", 2)
+    assert gpus_for("lab-1", 1)[0]["uuid"] != gpus_for("lab-2", 1)[0]["uuid"]
+    assert all(BUS_ID.match(gpu["pci_bus_id"]) for gpu in gpus_for("lab-1", 8))
