@@ -19,16 +19,15 @@ demo: setup
 	$(BIN)/tfenv secrets init inventories/gpu.py
 	@echo "==> Validating the example fleet (no host is contacted)"
 	$(BIN)/tfenv validate inventories/gpu.py
-	@echo "==> Bringing up the local lab: 3 hosts, its registry and TF images (installs Docker if needed)"
+	@echo "==> Bringing up the local lab: 3 hosts, registry, TF images, GPU/NFS simulators (installs Docker if needed)"
 	$(BIN)/tfenv lab up --hosts 3
-	@echo "==> Creating the lab's generated secrets and validating its declared state"
-	$(BIN)/tfenv secrets init inventories/lab.py
+	@echo "==> Validating the lab's declared state (GPU simulators, registry, image lock)"
 	$(BIN)/tfenv validate inventories/lab.py
 	@echo "==> Reaching every lab host with pyinfra over SSH (strict host keys, sudo)"
 	$(BIN)/pyinfra -y inventories/lab.py exec -- 'sudo -n true && hostname && uname -r'
 	@echo
-	@echo "Not built yet: the GPU/NFS simulators and tf_node's provisioning steps, so"
-	@echo "the demo stops here. tfenv lab down removes the lab."
+	@echo "Not built yet: tf_node's provisioning steps (GPU base, containers), so the"
+	@echo "demo stops here. tfenv lab down removes the lab."
 
 lint: setup
 	$(BIN)/ruff check .

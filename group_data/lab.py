@@ -14,7 +14,6 @@ from tfenv.lab.fleet import current_state
 _state = current_state(required=False)
 if _state is not None:
     _registry = _state.registry
-    _lab_dir = Path(_state.key).parent
     _image = f"{_registry['host']}/tfenv/tensorflow"
 
     # SIMULATED GPUs (tfenv lab up --gpus N) and the lab's signed, simulated
@@ -57,11 +56,8 @@ if _state is not None and _state.lock:
     image_lock = _state.lock
     secrets = {
         **secrets,
-        # Made by `tfenv secrets init inventories/lab.py` (make demo runs it).
-        "jupyter_token_dev": {
-            "file": str(_lab_dir / "secrets" / "jupyter_token_dev"),
-            "generate": True,
-        },
+        # A random token `tfenv lab up` made (mode 0600).
+        "jupyter_token_dev": {"file": _state.secrets["jupyter_token_dev"]},
     }
 
     # One SSH + Jupyter dev container per lab host, reachable with the lab key.

@@ -1,7 +1,8 @@
 """pytest fixtures for tests that need real lab hosts.
 
-One lab per test session (named ``tfenv-test-lab``, its own state directory,
-so a developer's own ``tfenv lab`` is untouched), grown to the largest size
+One lab per test session (named ``tfenv-test-lab``, its own state directory
+``/var/tmp/tfenv-test-lab`` or ``$TFENV_TEST_LAB_DIR``, so a developer's own
+``tfenv lab`` is untouched), grown to the largest size
 any test asks for, and taken down at the end.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ from tfenv.lab.fleet import Lab, LabState, down, up
 from tfenv.lab.run import LabError
 
 TEST_LAB_NAME = "tfenv-test-lab"
+TEST_LAB_DIR = Path(os.environ.get("TFENV_TEST_LAB_DIR", "/var/tmp/tfenv-test-lab"))
 
 
 def lab_available() -> str | None:
@@ -37,7 +40,9 @@ def test_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if why:
         pytest.skip(why)
     ensure_docker()
-    lab = Lab(name=TEST_LAB_NAME, directory=tmp_path_factory.mktemp("lab"))
+    # A fixed directory: keys and the registry's blobs survive between runs, so
+    # a second run does not push the TF images again.
+    lab = Lab(name=TEST_LAB_NAME, directory=TEST_LAB_DIR)
     yield lab
     down(lab)
 

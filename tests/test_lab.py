@@ -136,10 +136,13 @@ def test_down_leaves_nothing_behind(test_lab: Lab, tmp_path: Path) -> None:
     networks_before = _docker_lines("network", "ls", "-q")
     # Without the TF images: pushing them again takes minutes; the registry's
     # storage is an anonymous volume either way, removed with its container.
-    state = up(lab, 1, images=False)
-    assert len(_container_ids(lab)) == 2  # one host and the registry
-    assert _docker_lines("volume", "ls", "-q") - volumes_before  # the /var/lib/docker volume
-    down(lab)
+    try:
+        state = up(lab, 1, images=False)
+        # One host; the registry, the simulated NVIDIA apt repositories and NFS server.
+        assert len(_container_ids(lab)) == 4
+        assert _docker_lines("volume", "ls", "-q") - volumes_before  # /var/lib/docker volume
+    finally:
+        down(lab)
     assert _container_ids(lab) == []
     assert _docker_lines("volume", "ls", "-q") == volumes_before
     assert _docker_lines("network", "ls", "-q") == networks_before

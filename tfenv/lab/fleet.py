@@ -26,8 +26,10 @@ from tfenv.lab.service import Found
 from tfenv.lab.sim import nfs as nfs_sim
 from tfenv.lab.sim import nvidia as nvidia_sim
 from tfenv.lab.sim.nvidia import BUS_IDS
+from tfenv.model.secrets import SecretRef, generate_secret_file
 
 LAB_USER = "tfenv"
+LAB_SECRETS = ("jupyter_token_dev",)  # random tokens of the lab's own dev containers
 # What a host-like container needs here: --privileged fails on these machines
 # (no CAP_SYS_RESOURCE), so everything else it implies is granted one by one.
 HOST_RUN_FLAGS = (
@@ -82,6 +84,8 @@ class LabState:
     gpus_per_host: int = 0  # SIMULATED GPUs per host
     apt_repositories: dict[str, dict[str, str]] = field(default_factory=dict)  # SIMULATED
     nfs_server: str = ""  # SIMULATED
+    # Tokens the lab generates for its own dev containers (name -> file, 0600).
+    secrets: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> LabState:
@@ -343,6 +347,10 @@ def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState
     state.gpus_per_host = gpus
     state.apt_repositories = apt_repositories
     state.nfs_server = nfs_sim.ALIAS
+    for secret in LAB_SECRETS:
+        ref = SecretRef(file=str((lab.directory / "secrets" / secret).resolve()), generate=True)
+        generate_secret_file(ref, lab.directory)
+        state.secrets[secret] = ref.file
     state.registry = {
         "host": registry.host,
         "local": registry.local,

@@ -27,17 +27,36 @@ RUN systemctl mask getty.target console-getty.service systemd-udevd.service \
       apt-daily.timer apt-daily-upgrade.timer 2>/dev/null; \
     systemctl enable ssh.service
 
-# SIMULATORS for what this machine's kernel lacks (see tfenv/lab/sim): an
-# NFS client over sshfs (FUSE) behind the usual /sbin/mount.nfs name, with the
-# real one from nfs-common diverted if a deploy installs it.
+# SIMULATORS for what a container lacks (see tfenv/lab/sim):
+# - an NFS client over sshfs (FUSE) behind the usual /sbin/mount.nfs name, with
+#   the real one from nfs-common diverted if a deploy installs it;
+# - a per-host /proc/uptime (lxcfs), so a reboot resets it as on a machine:
+#   pyinfra's server.reboot waits for exactly that. It is bound over
+#   /proc/uptime only in sshd's mount namespace (what SSH sessions see): lxcfs
+#   itself reads /proc/uptime and would deadlock on its own file. / is made
+#   rshared first (Docker leaves it private; systemd on a machine shares it),
+#   so mounts made later, NFS included, reach SSH sessions.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends sshfs \
+ && apt-get install -y --no-install-recommends sshfs lxcfs \
  && rm -rf /var/lib/apt/lists/* \
  && for helper in mount.nfs mount.nfs4; do \
       dpkg-divert --local --rename --divert /sbin/$helper.distrib --add /sbin/$helper; \
     done
 COPY mount.nfs /sbin/mount.nfs
-RUN ln -sf mount.nfs /sbin/mount.nfs4
+RUN ln -sf mount.nfs /sbin/mount.nfs4 \
+ && mkdir -p /etc/systemd/system/lxcfs.service.d /etc/systemd/system/ssh.service.d \
+ && printf '%s\n' '[Unit]' 'ConditionVirtualization=' '[Service]' \
+    'ExecStartPost=/bin/sh -c "for i in $(seq 100); do [ -e /var/lib/lxcfs/proc/uptime ] && exit 0; sleep 0.1; done; exit 1"' \
+    > /etc/systemd/system/lxcfs.service.d/tfenv-lab.conf \
+ && printf '%s\n' '[Unit]' 'Requires=lxcfs.service' 'After=lxcfs.service' '[Service]' \
+    'BindReadOnlyPaths=/var/lib/lxcfs/proc/uptime:/proc/uptime' \
+    > /etc/systemd/system/ssh.service.d/tfenv-lab-uptime.conf \
+ && printf '%s\n' '[Unit]' 'Description=Make / a shared mount, as systemd does on a machine' \
+    'DefaultDependencies=no' 'Before=lxcfs.service ssh.service local-fs.target' \
+    '[Service]' 'Type=oneshot' 'ExecStart=/bin/mount --make-rshared /' \
+    '[Install]' 'WantedBy=local-fs.target' \
+    > /etc/systemd/system/tfenv-lab-shared-root.service \
+ && systemctl enable tfenv-lab-shared-root.service
 
 ENV container=docker
 STOPSIGNAL SIGRTMIN+3
