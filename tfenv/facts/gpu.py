@@ -1,0 +1,225 @@
+"""One wide fact for a GPU host: everything the GPU base compares, in one round trip.
+
+:class:`GpuHost` runs a single shell script that prints sections (OS and
+kernel, ``nvidia-smi`` CSV and its exit code, the loaded module's version,
+nouveau, Secure Boot, NVIDIA/Docker package versions and holds, daemon.json,
+the runtimes Docker reports, the toolkit version, reboot-required), and
+parses them into a :class:`GpuHostState`. Parsing is pure and tested with
+captured output (tests/facts/gpu.GpuHost/).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from pyinfra.api import FactBase
+
+SMI_FIELDS = "index,name,uuid,memory.total,driver_version,persistence_mode,pci.bus_id"
+PACKAGE_PATTERNS = (
+    "nvidia-*", "libnvidia-*", "cuda-drivers*", "cuda-keyring", "linux-headers-*",
+    "docker.io", "docker-ce", "docker-ce-cli", "containerd*", "nfs-common",
+)  # fmt: skip
+MARK = "### tfenv:"
+SECTIONS = (
+    "os", "kernel", "smi", "smi-rc", "module", "nouveau-loaded", "nouveau-blacklisted",
+    "secureboot", "packages", "holds", "daemon-json", "docker-runtimes", "toolkit",
+    "reboot-required",
+)  # fmt: skip
+# Secure Boot's EFI variable: 4 bytes of attributes, then 1 (on) or 0 (off).
+SECUREBOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+# Files may lack a final newline (nvidia-ctk writes daemon.json without one):
+# an echo after each keeps the next section marker on its own line.
+SCRIPT = f"""\
+s() {{ echo '{MARK}'"$1"; }}
+s os; cat /etc/os-release 2>/dev/null; echo
+s kernel; uname -r
+s smi; if command -v nvidia-smi >/dev/null 2>&1; then \
+nvidia-smi --query-gpu={SMI_FIELDS} --format=csv,noheader,nounits 2>&1; rc=$?; \
+else rc=absent; fi; s smi-rc; echo "$rc"
+s module; cat /proc/driver/nvidia/version 2>/dev/null; echo
+s nouveau-loaded; grep -c '^nouveau ' /proc/modules 2>/dev/null
+s nouveau-blacklisted; grep -ls '^[[:space:]]*blacklist[[:space:]]\\+nouveau' \
+/etc/modprobe.d/*.conf /usr/lib/modprobe.d/*.conf /lib/modprobe.d/*.conf 2>/dev/null
+s secureboot; if [ -d /sys/firmware/efi ]; then \
+od -An -t u1 {SECUREBOOT_VAR} 2>/dev/null | awk '{{print $NF}}'; else echo legacy; fi
+s packages; dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\n' \
+{" ".join(f"'{p}'" for p in PACKAGE_PATTERNS)} 2>/dev/null
+s holds; apt-mark showhold 2>/dev/null
+s daemon-json; cat /etc/docker/daemon.json 2>/dev/null; echo
+s docker-runtimes; docker info --format '{{{{json .Runtimes}}}}' 2>/dev/null
+s toolkit; nvidia-ctk --version 2>/dev/null | head -n 1
+s reboot-required; cat /var/run/reboot-required 2>/dev/null && echo yes
+true
+"""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    uuid: str
+    memory_mib: int
+    pci_bus_id: str
+    persistence: bool
+
+
+@dataclass(frozen=True)
+class Package:
+    version: str
+    installed: bool  # dpkg status "ii" or "hi" (held); not "rc" (removed, config kept)
+
+
+@dataclass
+class GpuHostState:
+    """The observed GPU-related state of one host."""
+
+    os_id: str = ""
+    os_version: str = ""
+    os_codename: str = ""
+    kernel: str = ""
+    # nvidia-smi: "ok", "absent" (not installed), "not-loaded" (exit 9),
+    # "mismatch" (exit 18: module != library), "error" (anything else).
+    driver_state: str = "absent"
+    driver_version: str | None = None  # userspace, when nvidia-smi answers
+    nvml_version: str | None = None  # "550.144" from a mismatch message
+    smi_error: str | None = None
+    gpus: list[Gpu] = field(default_factory=list)
+    module_version: str | None = None  # loaded kernel module (/proc/driver/nvidia/version)
+    module_flavour: str | None = None  # "open" or "proprietary"
+    nouveau_loaded: bool = False
+    nouveau_blacklisted: bool = False
+    secure_boot: bool | None = None  # None: legacy BIOS or unknown
+    packages: dict[str, Package] = field(default_factory=dict)
+    holds: list[str] = field(default_factory=list)
+    daemon_json: dict | None = None  # None: no file
+    daemon_json_error: str | None = None  # the file exists but is not valid JSON
+    docker_runtimes: list[str] | None = None  # None: Docker not answering
+    toolkit_version: str | None = None
+    reboot_required: bool = False
+
+    def to_json(self) -> dict:
+        """For ``pyinfra INVENTORY fact tfenv.facts.gpu.GpuHost`` and ``--json``."""
+        return asdict(self)
+
+    def installed(self, name: str) -> str | None:
+        package = self.packages.get(name)
+        return package.version if package and package.installed else None
+
+
+def _sections(lines: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {name: [] for name in SECTIONS}
+    current = None
+    for line in lines:
+        if line.startswith(MARK):
+            current = line[len(MARK) :].strip()
+            out.setdefault(current, [])
+        elif current is not None:
+            out[current].append(line)
+    return out
+
+
+def _os_release(lines: list[str]) -> dict[str, str]:
+    values = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+MODULE_RE = re.compile(
+    r"^NVRM version: NVIDIA UNIX (Open )?.*?Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)\s"
+)
+NVML_RE = re.compile(r"^NVML library version: (\S+)")
+
+
+def parse(lines: list[str]) -> GpuHostState:
+    sections = _sections(lines)
+    release = _os_release(sections["os"])
+    state = GpuHostState(
+        os_id=release.get("ID", ""),
+        os_version=release.get("VERSION_ID", ""),
+        os_codename=release.get("VERSION_CODENAME", ""),
+        kernel=(sections["kernel"] or [""])[0].strip(),
+    )
+    _parse_smi(state, sections["smi"], (sections["smi-rc"] or ["absent"])[0].strip())
+    for line in sections["module"]:
+        match = MODULE_RE.match(line)
+        if match:
+            state.module_version = match.group(2)
+            state.module_flavour = "open" if match.group(1) else "proprietary"
+    loaded = (sections["nouveau-loaded"] or ["0"])[0].strip()
+    state.nouveau_loaded = loaded.isdigit() and int(loaded) > 0
+    state.nouveau_blacklisted = any(line.strip() for line in sections["nouveau-blacklisted"])
+    boot = [line.strip() for line in sections["secureboot"] if line.strip()]
+    state.secure_boot = None if not boot or boot[0] == "legacy" else boot[-1] == "1"
+    for line in sections["packages"]:
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[1]:
+            status = parts[2].strip()
+            state.packages[parts[0]] = Package(parts[1], len(status) >= 2 and status[1] == "i")
+    state.holds = sorted(line.strip() for line in sections["holds"] if line.strip())
+    text = "\n".join(sections["daemon-json"]).strip()
+    if text:
+        try:
+            parsed = json.loads(text)
+            if isinstance(parsed, dict):
+                state.daemon_json = parsed
+            else:
+                state.daemon_json_error = "not a JSON object"
+        except json.JSONDecodeError as exc:
+            state.daemon_json_error = f"invalid JSON: {exc.msg} (line {exc.lineno})"
+    runtimes = "".join(sections["docker-runtimes"]).strip()
+    if runtimes.startswith("{"):
+        state.docker_runtimes = sorted(json.loads(runtimes))
+    toolkit = " ".join(sections["toolkit"]).strip()
+    match = re.search(r"version (\d+\.\d+\.\d+)", toolkit)
+    state.toolkit_version = match.group(1) if match else None
+    state.reboot_required = "yes" in (line.strip() for line in sections["reboot-required"])
+    return state
+
+
+def _parse_smi(state: GpuHostState, output: list[str], rc: str) -> None:
+    if rc == "absent":
+        state.driver_state = "absent"
+        return
+    text = "\n".join(output).strip()
+    if rc == "0":
+        state.driver_state = "ok"
+        for line in output:
+            values = [value.strip() for value in line.split(",")]
+            if len(values) != 7:
+                continue
+            index, name, uuid, memory, driver, persistence, bus = values
+            state.driver_version = driver
+            state.gpus.append(
+                Gpu(int(index), name, uuid, int(memory), bus, persistence == "Enabled")
+            )
+        return
+    state.smi_error = text.splitlines()[0] if text else f"nvidia-smi exited {rc}"
+    if rc == "18" or "Driver/library version mismatch" in text:
+        state.driver_state = "mismatch"
+        for line in output:
+            match = NVML_RE.match(line.strip())
+            if match:
+                state.nvml_version = match.group(1)
+    elif rc == "9" or "couldn't communicate with the NVIDIA driver" in text:
+        state.driver_state = "not-loaded"
+    else:
+        state.driver_state = "error"
+
+
+class GpuHost(FactBase):
+    """
+    The GPU-related state of a host in one command (see :class:`GpuHostState`).
+    Run it with sudo: ``docker info`` needs it.
+    """
+
+    def command(self) -> str:
+        return SCRIPT
+
+    def process(self, output: list[str]) -> GpuHostState:
+        return parse(output)
