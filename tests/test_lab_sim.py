@@ -76,6 +76,34 @@ def pyinfra_reboot(lab: Lab, host: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def gpu_fact(lab: Lab, host: str) -> dict:
+    """tfenv's GpuHost fact read through pyinfra over SSH, as a deploy reads it."""
+    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "inventories/lab.py",
+            "--limit",
+            host,
+            "fact",
+            "tfenv.facts.gpu.GpuHost",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout + result.stderr
+    start = text.index("{", text.index("Fact data for"))
+    return json.JSONDecoder().raw_decode(text[start:])[0][host]
+
+
 def add_repository(state: LabState, host: int, name: str, list_file: str, keyring: str) -> None:
     repo = state.apt_repositories[name]
     ok(state, host, f"sudo tee {keyring} >/dev/null", Path(repo["key"]).read_bytes())
@@ -118,6 +146,9 @@ def test_driver_from_signed_repo_mismatch_until_reboot(lab_of, test_lab: Lab) ->
 
     ok(state, host, f"{APT} install {pinned(DRIVER_PACKAGES, '550.144.03-1')}")
     mismatch = smi(state, host)
+    observed = gpu_fact(test_lab, name)  # upgraded behind the module's back: not healthy
+    assert observed["driver_state"] == "mismatch"
+    assert (observed["module_version"], observed["nvml_version"]) == ("550.127.05", "550.144")
     assert mismatch.returncode == 18
     assert mismatch.stdout.splitlines() == [
         "Failed to initialize NVML: Driver/library version mismatch",
