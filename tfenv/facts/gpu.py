@@ -25,8 +25,10 @@ MARK = "### tfenv:"
 SECTIONS = (
     "os", "kernel", "smi", "smi-rc", "module", "nouveau-loaded", "nouveau-blacklisted",
     "secureboot", "packages", "holds", "daemon-json", "docker-runtimes", "toolkit",
-    "reboot-required",
+    "reboot-required", "apt-sources", "keyrings",
 )  # fmt: skip
+KEYRING_DIRS = ("/usr/share/keyrings", "/etc/apt/keyrings")
+KEYRING_WORDS = ("nvidia", "cuda", "docker")  # the keyrings tfenv manages
 # Secure Boot's EFI variable: 4 bytes of attributes, then 1 (on) or 0 (off).
 SECUREBOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
@@ -52,6 +54,10 @@ s daemon-json; cat /etc/docker/daemon.json 2>/dev/null; echo
 s docker-runtimes; docker info --format '{{{{json .Runtimes}}}}' 2>/dev/null
 s toolkit; nvidia-ctk --version 2>/dev/null | head -n 1
 s reboot-required; cat /var/run/reboot-required 2>/dev/null && echo yes
+s apt-sources; for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do \
+[ -f "$f" ] && echo "== $f" && sed -e '$a\\' "$f"; done
+s keyrings; sha256sum {" ".join(f"{d}/*{w}*" for d in KEYRING_DIRS for w in KEYRING_WORDS)} \
+2>/dev/null
 true
 """
 
@@ -99,6 +105,16 @@ class GpuHostState:
     docker_runtimes: list[str] | None = None  # None: Docker not answering
     toolkit_version: str | None = None
     reboot_required: bool = False
+    apt_sources: dict[str, str] = field(default_factory=dict)  # sources.list.d file -> text
+    keyrings: dict[str, str] = field(default_factory=dict)  # keyring path -> sha256
+
+    @classmethod
+    def from_json(cls, data: dict) -> GpuHostState:
+        """The inverse of :meth:`to_json` (fixture tests inject facts as JSON)."""
+        values = dict(data)
+        values["gpus"] = [Gpu(**gpu) for gpu in values.get("gpus", [])]
+        values["packages"] = {k: Package(**v) for k, v in values.get("packages", {}).items()}
+        return cls(**values)
 
     def to_json(self) -> dict:
         """For ``pyinfra INVENTORY fact tfenv.facts.gpu.GpuHost`` and ``--json``."""
@@ -179,6 +195,17 @@ def parse(lines: list[str]) -> GpuHostState:
     match = re.search(r"version (\d+\.\d+\.\d+)", toolkit)
     state.toolkit_version = match.group(1) if match else None
     state.reboot_required = "yes" in (line.strip() for line in sections["reboot-required"])
+    current = None
+    for line in sections["apt-sources"]:
+        if line.startswith("== /"):
+            current = line[3:].strip()
+            state.apt_sources[current] = ""
+        elif current is not None:
+            state.apt_sources[current] += line + "\n"
+    for line in sections["keyrings"]:
+        digest, _, path = line.partition("  ")
+        if path:
+            state.keyrings[path.strip()] = digest.strip()
     return state
 
 
