@@ -250,3 +250,9 @@ class GpuHost(FactBase):
 
     def process(self, output: list[str]) -> GpuHostState:
         return parse(output)
+
+
+def gpu_host(host) -> GpuHostState:
+    """``host``'s GpuHost fact as a GpuHostState (fixture tests inject it as JSON)."""
+    data = host.get_fact(GpuHost)
+    return data if isinstance(data, GpuHostState) else GpuHostState.from_json(data)

@@ -1,0 +1,57 @@
+"""tfenv's operations run by pyinfra against real lab hosts: changes, then none."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfenv.lab.fleet import Lab, ssh_command
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.lab
+
+
+def deploy(lab: Lab, host: str, script: str) -> str:
+    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "--limit", host, script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_signed_repository_replaces_a_stale_list_then_changes_nothing(
+    lab_of, test_lab: Lab
+) -> None:
+    state = lab_of(2)
+    host = state.hosts[1]
+    ssh = ssh_command(state.key, state.known_hosts, host.port, state.user)
+    stale = "deb https://nvidia.github.io/nvidia-docker/debian10/$(ARCH) /"
+    subprocess.run(
+        [*ssh, f"echo '{stale}' | sudo tee /etc/apt/sources.list.d/nvidia-docker.list"],
+        check=True,
+        capture_output=True,
+    )
+    first = deploy(test_lab, host.name, "tests/lab_deploys/toolkit_repository.py")
+    assert f"[{host.name}] Success" in first
+    listing = subprocess.run(
+        [*ssh, "ls /etc/apt/sources.list.d; apt-cache policy nvidia-container-toolkit"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "nvidia-docker.list" not in listing
+    assert "nvidia-container-toolkit.list" in listing
+    assert "1.17.3-1" in listing  # apt-get update ran: the packages are known in the same run
+    second = deploy(test_lab, host.name, "tests/lab_deploys/toolkit_repository.py")
+    assert f"[{host.name}] No changes" in second

@@ -1,0 +1,19 @@
+"""tfenv's operations in pyinfra's fixture style: facts in, exact commands out.
+
+Fixtures live in tests/operations/<module>.<operation>/ (YAML), one host
+state each (Debian 12, Ubuntu 22.04, Ubuntu 24.04, the no-op case, errors).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra_testing.operations import make_operation_tests
+
+OPERATIONS = Path(__file__).parent / "operations"
+
+TestSignedRepository = make_operation_tests(
+    "tfenv.operations",
+    "apt_repository.signed_repository",
+    OPERATIONS / "apt_repository.signed_repository",
+)

@@ -1,0 +1,139 @@
+"""Signed apt repositories: keyring file, ``signed-by`` list file, stale files gone.
+
+The pains it designs against: "Conflicting values set for option Signed-By"
+from a second list file for the same repository (cuda-keyring's, an old
+``nvidia-docker.list``), and a repository added in the same run that apt never
+fetched. It reads the host's apt sources and keyring digests from the wide
+:class:`~tfenv.facts.gpu.GpuHost` fact (pass ``observed=`` to reuse one read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+
+from tfenv.facts.gpu import GpuHostState, gpu_host
+
+SOURCES_DIR = "/etc/apt/sources.list.d/"
+ARMORED = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
+SUITE_RE = re.compile(r"^[A-Za-z0-9_./$()-]+$")
+
+
+def repository_line(url: str, keyring: str, suite: str = "/", components: tuple = ()) -> str:
+    """The one line a tfenv-managed list file holds."""
+    return " ".join(["deb", f"[signed-by={keyring}]", url, suite, *components]) + "\n"
+
+
+def _read_key(key: str) -> bytes:
+    try:
+        data = Path(key).read_bytes()
+    except OSError as exc:
+        raise OperationError(
+            f"repository key {key}: cannot read it on this machine ({exc.strerror}); "
+            "point 'key' at the repository's signing key file"
+        ) from None
+    if not data:
+        raise OperationError(f"repository key {key}: the file is empty")
+    return data
+
+
+@operation()
+def signed_repository(
+    list_file: str,
+    url: str,
+    key: str,
+    keyring: str,
+    suite: str = "/",
+    components: tuple[str, ...] | list[str] = (),
+    present: bool = True,
+    replaces: tuple[str, ...] | list[str] = (),
+    observed: GpuHostState | None = None,
+):
+    """
+    Add (or remove) an apt repository signed by its own keyring.
+
+    + list_file: the list file, under /etc/apt/sources.list.d/, ending in .list
+    + url: the repository URL (http or https)
+    + key: local path of the signing key (binary, or ASCII-armored for a .asc keyring)
+    + keyring: where the key goes on the host, referenced by ``signed-by``
+    + suite: the suite; ``/`` for flat repositories such as NVIDIA's
+    + components: the components, for non-flat repositories
+    + present: whether the repository should be there
+    + replaces: URL fragments of older list files for the same packages; any other
+      list file mentioning one of them (or ``url``) is removed, so apt never sees
+      two ``Signed-By`` values for one repository
+    + observed: the host's :class:`~tfenv.facts.gpu.GpuHostState`, if already read
+
+    ``apt-get update`` runs whenever the repository changed, so the packages
+    are found in the same run.
+
+    **Example:**
+
+    .. code:: python
+
+        signed_repository(
+            name="NVIDIA container toolkit repository",
+            list_file="/etc/apt/sources.list.d/nvidia-container-toolkit.list",
+            url="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
+            key="keys/nvidia-container-toolkit.gpg",
+            keyring="/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg",
+            replaces=["nvidia.github.io/nvidia-docker"],
+        )
+    """
+    if not (list_file.startswith(SOURCES_DIR) and list_file.endswith(".list")):
+        raise OperationError(f"list_file {list_file!r}: expected {SOURCES_DIR}NAME.list")
+    if not re.match(r"^https?://[^\s\]]+$", url):
+        raise OperationError(f"url {url!r}: expected an http(s) URL")
+    if not keyring.startswith("/") or not keyring.endswith((".gpg", ".asc")):
+        raise OperationError(f"keyring {keyring!r}: expected an absolute path ending .gpg or .asc")
+    for part in (suite, *components):
+        if not SUITE_RE.match(part):
+            raise OperationError(f"suite/component {part!r}: letters, digits and ./_-$() only")
+
+    state = observed or gpu_host(host)
+    changed = False
+    if not present:
+        for path in (list_file, keyring):
+            if path in state.apt_sources or path in state.keyrings:
+                yield StringCommand("rm", "-f", QuoteString(path))
+                changed = True
+        if changed:
+            yield "apt-get update -q"
+        else:
+            host.noop(f"repository {list_file} is absent")
+        return
+
+    data = _read_key(key)
+    armored = data.lstrip().startswith(ARMORED)
+    if armored != keyring.endswith(".asc"):
+        kind = "ASCII-armored" if armored else "binary"
+        raise OperationError(
+            f"key {key} is {kind}: name the keyring {'.asc' if armored else '.gpg'} "
+            "(apt reads the format from the extension)"
+        )
+    if state.keyrings.get(keyring) != hashlib.sha256(data).hexdigest():
+        yield FileUploadCommand(io.BytesIO(data), keyring)
+        yield StringCommand("chmod", "0644", QuoteString(keyring))
+        changed = True
+
+    wanted = repository_line(url, keyring, suite, tuple(components))
+    if state.apt_sources.get(list_file) != wanted:
+        yield FileUploadCommand(io.BytesIO(wanted.encode()), list_file)
+        yield StringCommand("chmod", "0644", QuoteString(list_file))
+        changed = True
+
+    markers = (url.rstrip("/"), *replaces)
+    for path, text in sorted(state.apt_sources.items()):
+        if path != list_file and path.endswith(".list") and any(m in text for m in markers):
+            yield StringCommand("rm", "-f", QuoteString(path))
+            changed = True
+
+    if changed:
+        yield "apt-get update -q"
+    else:
+        host.noop(f"repository {url} is signed by {keyring} and listed only in {list_file}")
