@@ -11,17 +11,16 @@ from pathlib import Path
 
 from pyinfra_testing.facts import make_fact_tests
 
-from tfenv.facts.gpu import SCRIPT, SECTIONS
+from tfenv.facts.gpu import SCRIPT, SECTIONS, GpuHost
 
 FACTS = Path(__file__).parent / "facts"
 
 TestGpuHost = make_fact_tests("tfenv.facts", "gpu.GpuHost", FACTS / "gpu.GpuHost")
 
 
-def test_gpu_host_is_one_command_reading_every_section() -> None:
-    for section in SECTIONS:
-        assert f"s {section};" in SCRIPT or f"s {section}\n" in SCRIPT or f"s {section}" in SCRIPT
-    # One round trip: no fact calls another one.
-    assert (
-        "host.get_fact" not in Path(__file__).parent.joinpath("../tfenv/facts/gpu.py").read_text()
-    )
+def test_gpu_host_command_prints_every_section_it_parses() -> None:
+    # The fixtures hold no command (it is one long script): its sections are checked here.
+    printed = {line.split(";")[0].removeprefix("s ") for line in SCRIPT.splitlines()}
+    printed |= {"smi-rc"}  # printed after nvidia-smi's exit code is saved
+    assert set(SECTIONS) <= printed
+    assert GpuHost().command() == SCRIPT  # one script: one round trip per host
