@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,4 +55,43 @@ def test_signed_repository_replaces_a_stale_list_then_changes_nothing(
     assert "nvidia-container-toolkit.list" in listing
     assert "1.17.3-1" in listing  # apt-get update ran: the packages are known in the same run
     second = deploy(test_lab, host.name, "tests/lab_deploys/toolkit_repository.py")
+    assert f"[{host.name}] No changes" in second
+
+
+def test_container_toolkit_keeps_the_users_daemon_json_then_changes_nothing(
+    lab_of, test_lab: Lab
+) -> None:
+    state = lab_of(2)
+    host = state.hosts[1]
+    ssh = ssh_command(state.key, state.known_hosts, host.port, state.user)
+
+    def on(script: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [*ssh, script], input=stdin, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    # Docker as the distribution ships it (the Docker engine operation is still to come),
+    # with keys the user set by hand.
+    on("sudo apt-get update -q >/dev/null && sudo DEBIAN_FRONTEND=noninteractive "
+       "apt-get install -y -q docker.io >/dev/null")  # fmt: skip
+    user = {"log-driver": "local", "insecure-registries": ["registry.internal:5000"],
+            "data-root": "/var/lib/docker", "bip": "172.31.250.1/24"}  # fmt: skip
+    on("sudo tee /etc/docker/daemon.json >/dev/null && sudo systemctl restart docker",
+       json.dumps(user, indent=2))  # fmt: skip
+
+    first = deploy(test_lab, host.name, "tests/lab_deploys/container_toolkit.py")
+    assert f"[{host.name}] Success" in first
+    daemon = json.loads(on("cat /etc/docker/daemon.json"))
+    assert daemon == {
+        **user,
+        "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}},
+    }
+    assert "nvidia" in json.loads(on("sudo docker info --format '{{json .Runtimes}}'"))
+    held = on("apt-mark showhold").split()
+    assert {"nvidia-container-toolkit", "libnvidia-container1"} <= set(held)
+    assert on("nvidia-ctk --version").startswith("NVIDIA Container Toolkit CLI version 1.17.3")
+
+    second = deploy(test_lab, host.name, "tests/lab_deploys/container_toolkit.py")
     assert f"[{host.name}] No changes" in second

@@ -17,3 +17,13 @@ TestSignedRepository = make_operation_tests(
     "apt_repository.signed_repository",
     OPERATIONS / "apt_repository.signed_repository",
 )
+TestPinnedPackages = make_operation_tests(
+    "tfenv.operations",
+    "pinned_packages.pinned_packages",
+    OPERATIONS / "pinned_packages.pinned_packages",
+)
+TestContainerToolkit = make_operation_tests(
+    "tfenv.operations",
+    "container_toolkit.container_toolkit",
+    OPERATIONS / "container_toolkit.container_toolkit",
+)

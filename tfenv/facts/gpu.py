@@ -25,7 +25,7 @@ MARK = "### tfenv:"
 SECTIONS = (
     "os", "kernel", "smi", "smi-rc", "module", "nouveau-loaded", "nouveau-blacklisted",
     "secureboot", "packages", "holds", "daemon-json", "docker-runtimes", "toolkit",
-    "reboot-required", "apt-sources", "keyrings",
+    "reboot-required", "apt-sources", "keyrings", "apt-tfenv-config",
 )  # fmt: skip
 KEYRING_DIRS = ("/usr/share/keyrings", "/etc/apt/keyrings")
 KEYRING_WORDS = ("nvidia", "cuda", "docker")  # the keyrings tfenv manages
@@ -58,6 +58,8 @@ s apt-sources; for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*
 [ -f "$f" ] && echo "== $f" && sed -e '$a\\' "$f"; done
 s keyrings; sha256sum {" ".join(f"{d}/*{w}*" for d in KEYRING_DIRS for w in KEYRING_WORDS)} \
 2>/dev/null
+s apt-tfenv-config; for f in /etc/apt/preferences.d/tfenv-* /etc/apt/apt.conf.d/*tfenv*; do \
+[ -f "$f" ] && echo "== $f" && sed -e '$a\\' "$f"; done
 true
 """
 
@@ -107,6 +109,8 @@ class GpuHostState:
     reboot_required: bool = False
     apt_sources: dict[str, str] = field(default_factory=dict)  # sources.list.d file -> text
     keyrings: dict[str, str] = field(default_factory=dict)  # keyring path -> sha256
+    # tfenv's apt pins and apt.conf snippets: path -> text
+    apt_config: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict) -> GpuHostState:
@@ -195,18 +199,26 @@ def parse(lines: list[str]) -> GpuHostState:
     match = re.search(r"version (\d+\.\d+\.\d+)", toolkit)
     state.toolkit_version = match.group(1) if match else None
     state.reboot_required = "yes" in (line.strip() for line in sections["reboot-required"])
-    current = None
-    for line in sections["apt-sources"]:
-        if line.startswith("== /"):
-            current = line[3:].strip()
-            state.apt_sources[current] = ""
-        elif current is not None:
-            state.apt_sources[current] += line + "\n"
+    state.apt_sources = _files(sections["apt-sources"])
+    state.apt_config = _files(sections["apt-tfenv-config"])
     for line in sections["keyrings"]:
         digest, _, path = line.partition("  ")
         if path:
             state.keyrings[path.strip()] = digest.strip()
     return state
+
+
+def _files(lines: list[str]) -> dict[str, str]:
+    """``== PATH`` headers, each followed by that file's lines."""
+    files: dict[str, str] = {}
+    current = None
+    for line in lines:
+        if line.startswith("== /"):
+            current = line[3:].strip()
+            files[current] = ""
+        elif current is not None:
+            files[current] += line + "\n"
+    return files
 
 
 def _parse_smi(state: GpuHostState, output: list[str], rc: str) -> None:

@@ -59,7 +59,8 @@ def signed_repository(
 
     + list_file: the list file, under /etc/apt/sources.list.d/, ending in .list
     + url: the repository URL (http or https)
-    + key: local path of the signing key (binary, or ASCII-armored for a .asc keyring)
+    + key: local path of the signing key (binary, or ASCII-armored for a .asc keyring),
+      or an https URL of an armored key, fetched by the host when its keyring is missing
     + keyring: where the key goes on the host, referenced by ``signed-by``
     + suite: the suite; ``/`` for flat repositories such as NVIDIA's
     + components: the components, for non-flat repositories
@@ -108,18 +109,30 @@ def signed_repository(
             host.noop(f"repository {list_file} is absent")
         return
 
-    data = _read_key(key)
-    armored = data.lstrip().startswith(ARMORED)
-    if armored != keyring.endswith(".asc"):
-        kind = "ASCII-armored" if armored else "binary"
-        raise OperationError(
-            f"key {key} is {kind}: name the keyring {'.asc' if armored else '.gpg'} "
-            "(apt reads the format from the extension)"
-        )
-    if state.keyrings.get(keyring) != hashlib.sha256(data).hexdigest():
-        yield FileUploadCommand(io.BytesIO(data), keyring)
-        yield StringCommand("chmod", "0644", QuoteString(keyring))
-        changed = True
+    if key.startswith("https://"):
+        # Published keys (NVIDIA's gpgkey, Docker's gpg) are ASCII-armored. The host
+        # fetches it once; a key file on this machine is compared by digest instead.
+        if not keyring.endswith(".asc"):
+            raise OperationError(f"key {key} is a URL: name the keyring .asc (an armored key)")
+        if keyring not in state.keyrings:
+            yield StringCommand(
+                "curl", "-fsSL", "--proto", "=https", "-o", QuoteString(keyring), QuoteString(key)
+            )
+            yield StringCommand("chmod", "0644", QuoteString(keyring))
+            changed = True
+    else:
+        data = _read_key(key)
+        armored = data.lstrip().startswith(ARMORED)
+        if armored != keyring.endswith(".asc"):
+            kind = "ASCII-armored" if armored else "binary"
+            raise OperationError(
+                f"key {key} is {kind}: name the keyring {'.asc' if armored else '.gpg'} "
+                "(apt reads the format from the extension)"
+            )
+        if state.keyrings.get(keyring) != hashlib.sha256(data).hexdigest():
+            yield FileUploadCommand(io.BytesIO(data), keyring)
+            yield StringCommand("chmod", "0644", QuoteString(keyring))
+            changed = True
 
     wanted = repository_line(url, keyring, suite, tuple(components))
     if state.apt_sources.get(list_file) != wanted:

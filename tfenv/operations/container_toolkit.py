@@ -1,0 +1,87 @@
+"""The NVIDIA container toolkit: NVIDIA's repository, four pinned packages, Docker's runtime.
+
+daemon.json is never written by tfenv: ``nvidia-ctk runtime configure`` adds
+the ``nvidia`` runtime and keeps every other key the user set. Docker
+restarts only when its configuration changed or it does not report the
+runtime yet (dockerd finds the toolkit's hook only at startup).
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import OperationError, operation
+
+from tfenv.facts.gpu import GpuHostState, gpu_host
+from tfenv.operations.apt_repository import signed_repository
+from tfenv.operations.pinned_packages import pinned_packages
+
+PACKAGES = (
+    "nvidia-container-toolkit",
+    "nvidia-container-toolkit-base",
+    "libnvidia-container-tools",
+    "libnvidia-container1",
+)
+NVIDIA_URL = "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)"
+NVIDIA_KEY = "https://nvidia.github.io/libnvidia-container/gpgkey"
+LIST_FILE = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
+# Older list files for the same packages: two Signed-By values break apt.
+REPLACES = (
+    "nvidia.github.io/libnvidia-container",
+    "nvidia.github.io/nvidia-docker",
+    "nvidia.github.io/nvidia-container-runtime",
+)
+RUNTIME = {"args": [], "path": "nvidia-container-runtime"}
+
+
+@operation()
+def container_toolkit(
+    version: str,
+    url: str = NVIDIA_URL,
+    key: str = NVIDIA_KEY,
+    observed: GpuHostState | None = None,
+):
+    """
+    Install the NVIDIA container toolkit at one version and register its Docker runtime.
+
+    + version: the toolkit version, such as ``1.17.3`` (packages ``1.17.3-1``)
+    + url: the repository (override for mirrors and air-gapped sites)
+    + key: its signing key: a local file or an https URL
+    + observed: the host's :class:`~tfenv.facts.gpu.GpuHostState`, if already read
+
+    **Example:**
+
+    .. code:: python
+
+        container_toolkit(name="NVIDIA container toolkit", version="1.17.3")
+    """
+    state = observed or gpu_host(host)
+    if state.daemon_json_error:
+        raise OperationError(
+            f"/etc/docker/daemon.json is not valid JSON ({state.daemon_json_error}). tfenv "
+            "never overwrites it: fix it by hand, then run the deploy again"
+        )
+    binary = not key.startswith("https://") and not _armored(key)
+    keyring = "/usr/share/keyrings/nvidia-container-toolkit-keyring." + ("gpg" if binary else "asc")
+    yield from signed_repository._inner(
+        list_file=LIST_FILE, url=url, key=key, keyring=keyring, replaces=REPLACES, observed=state
+    )
+    yield from pinned_packages._inner(
+        packages={name: f"{version}-1" for name in PACKAGES},
+        preferences_file="/etc/apt/preferences.d/tfenv-nvidia-container-toolkit",
+        observed=state,
+    )
+    configured = (state.daemon_json or {}).get("runtimes", {}).get("nvidia") == RUNTIME
+    if not configured:
+        yield "nvidia-ctk runtime configure --runtime=docker"
+    if not configured or "nvidia" not in (state.docker_runtimes or []):
+        yield "systemctl restart docker"
+    elif state.toolkit_version == version:
+        host.noop(f"Docker already runs the nvidia runtime of toolkit {version}")
+
+
+def _armored(key: str) -> bool:
+    try:
+        with open(key, "rb") as handle:
+            return handle.read(64).lstrip().startswith(b"-----BEGIN PGP")
+    except OSError:
+        return False  # signed_repository reports the unreadable key
