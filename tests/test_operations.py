@@ -27,3 +27,8 @@ TestContainerToolkit = make_operation_tests(
     "container_toolkit.container_toolkit",
     OPERATIONS / "container_toolkit.container_toolkit",
 )
+TestNvidiaDriver = make_operation_tests(
+    "tfenv.operations",
+    "nvidia_driver.nvidia_driver",
+    OPERATIONS / "nvidia_driver.nvidia_driver",
+)

@@ -29,6 +29,19 @@ def repository_line(url: str, keyring: str, suite: str = "/", components: tuple 
     return " ".join(["deb", f"[signed-by={keyring}]", url, suite, *components]) + "\n"
 
 
+def keyring_for(key: str, stem: str) -> str:
+    """``/usr/share/keyrings/STEM.gpg`` for a binary key file, ``.asc`` for an armored
+    one or a URL (published keys are armored): apt reads the format from the name."""
+    armored = key.startswith("https://")
+    if not armored:
+        try:
+            with open(key, "rb") as handle:
+                armored = handle.read(64).lstrip().startswith(ARMORED)
+        except OSError:
+            pass  # signed_repository reports the unreadable key
+    return f"/usr/share/keyrings/{stem}.{'asc' if armored else 'gpg'}"
+
+
 def _read_key(key: str) -> bytes:
     try:
         data = Path(key).read_bytes()

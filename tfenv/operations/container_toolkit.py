@@ -12,7 +12,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, operation
 
 from tfenv.facts.gpu import GpuHostState, gpu_host
-from tfenv.operations.apt_repository import signed_repository
+from tfenv.operations.apt_repository import keyring_for, signed_repository
 from tfenv.operations.pinned_packages import pinned_packages
 
 PACKAGES = (
@@ -60,10 +60,13 @@ def container_toolkit(
             f"/etc/docker/daemon.json is not valid JSON ({state.daemon_json_error}). tfenv "
             "never overwrites it: fix it by hand, then run the deploy again"
         )
-    binary = not key.startswith("https://") and not _armored(key)
-    keyring = "/usr/share/keyrings/nvidia-container-toolkit-keyring." + ("gpg" if binary else "asc")
     yield from signed_repository._inner(
-        list_file=LIST_FILE, url=url, key=key, keyring=keyring, replaces=REPLACES, observed=state
+        list_file=LIST_FILE,
+        url=url,
+        key=key,
+        keyring=keyring_for(key, "nvidia-container-toolkit-keyring"),
+        replaces=REPLACES,
+        observed=state,
     )
     yield from pinned_packages._inner(
         packages={name: f"{version}-1" for name in PACKAGES},
@@ -77,11 +80,3 @@ def container_toolkit(
         yield "systemctl restart docker"
     elif state.toolkit_version == version:
         host.noop(f"Docker already runs the nvidia runtime of toolkit {version}")
-
-
-def _armored(key: str) -> bool:
-    try:
-        with open(key, "rb") as handle:
-            return handle.read(64).lstrip().startswith(b"-----BEGIN PGP")
-    except OSError:
-        return False  # signed_repository reports the unreadable key

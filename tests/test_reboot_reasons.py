@@ -1,0 +1,44 @@
+"""When a GPU host needs a reboot, judged from captured GpuHost facts (tests/facts/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tfenv.facts.gpu import GpuHostState
+from tfenv.operations.nvidia_driver import reboot_reasons
+
+FACTS = Path(__file__).parent / "facts" / "gpu.GpuHost"
+
+
+def observed(name: str) -> GpuHostState:
+    return GpuHostState.from_json(yaml.safe_load((FACTS / f"{name}.yaml").read_text())["fact"])
+
+
+@pytest.mark.parametrize(
+    ("fixture", "declared", "reasons"),
+    [
+        ("debian12_ok", "550.127.05", []),
+        ("debian12_ok", "550.144.03", ["kernel module 550.127.05 loaded, 550.144.03 declared"]),
+        (
+            "debian12_mismatch",
+            "550.144.03",
+            ["driver/library mismatch: kernel module 550.127.05, library 550.144; reboot required"],
+        ),
+        (
+            "debian12_installed_not_loaded",
+            "550.127.05",
+            ["driver installed but no NVIDIA kernel module loaded; reboot required"],
+        ),
+        (
+            "ubuntu2204_bare_nouveau",
+            "550.127.05",
+            ["nouveau is loaded (blacklisted now, gone after a reboot)"],
+        ),
+        ("debian12_bare", "550.127.05", []),  # nothing installed yet: the install comes first
+    ],
+)
+def test_reboot_reasons(fixture: str, declared: str, reasons: list[str]) -> None:
+    assert reboot_reasons(observed(fixture), declared) == reasons
