@@ -32,3 +32,8 @@ TestNvidiaDriver = make_operation_tests(
     "nvidia_driver.nvidia_driver",
     OPERATIONS / "nvidia_driver.nvidia_driver",
 )
+TestDockerEngine = make_operation_tests(
+    "tfenv.operations",
+    "docker_engine.docker_engine",
+    OPERATIONS / "docker_engine.docker_engine",
+)

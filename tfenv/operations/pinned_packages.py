@@ -24,6 +24,13 @@ APT_INSTALL = (
 )
 
 
+def matches(installed: str | None, wanted: str) -> bool:
+    """An installed version satisfies an exact version or an apt version glob (``20.10.24*``)."""
+    if installed is None:
+        return False
+    return installed == wanted or ("*" in wanted and fnmatch.fnmatchcase(installed, wanted))
+
+
 def preferences(packages: dict[str, str]) -> str:
     """An apt preferences file pinning each package to its exact version."""
     blocks = [
@@ -45,7 +52,8 @@ def pinned_packages(
     """
     Install packages at exact versions, pin them there and hold them.
 
-    + packages: package name -> exact apt version (``550.127.05-1``, ``1.17.3-1``)
+    + packages: package name -> exact apt version (``550.127.05-1``, ``1.17.3-1``), or a
+      glob where the distribution adds a suffix (``20.10.24*``); apt pins take both
     + preferences_file: the apt pin file, /etc/apt/preferences.d/tfenv-NAME
     + hold: also ``apt-mark hold`` them
     + observed: the host's :class:`~tfenv.facts.gpu.GpuHostState`, if already read
@@ -82,7 +90,9 @@ def pinned_packages(
         yield StringCommand("chmod", "0644", QuoteString(preferences_file))
         changed = True
 
-    differ = sorted(name for name, version in packages.items() if state.installed(name) != version)
+    differ = sorted(
+        name for name, version in packages.items() if not matches(state.installed(name), version)
+    )
     if differ:
         specs = [QuoteString(f"{name}={packages[name]}") for name in differ]
         yield StringCommand(APT_INSTALL, *specs)
