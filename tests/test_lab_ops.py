@@ -95,3 +95,52 @@ def test_container_toolkit_keeps_the_users_daemon_json_then_changes_nothing(
 
     second = deploy(test_lab, host.name, "tests/lab_deploys/container_toolkit.py")
     assert f"[{host.name}] No changes" in second
+
+
+def totals(output: str) -> dict[str, str]:
+    """pyinfra's 'Grand total' row: Hosts, Success, Error, No Change."""
+    row = [line for line in output.splitlines() if line.strip().startswith("Grand total")][-1]
+    hosts, success, error, no_change = row.split()[-4:]
+    return {"hosts": hosts, "success": success, "error": error, "no_change": no_change}
+
+
+def test_gpu_base_takes_a_fresh_host_to_working_gpus_then_changes_nothing(
+    lab_of, test_lab: Lab
+) -> None:
+    state = lab_of(4)
+    host = state.hosts[3]
+    ssh = ssh_command(state.key, state.known_hosts, host.port, state.user)
+
+    def on(script: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [*ssh, script], input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    # A daemon.json the user wrote before tfenv came: its keys must survive.
+    user = {"log-driver": "local", "insecure-registries": ["registry.internal:5000"],
+            "bip": "172.31.251.1/24"}  # fmt: skip
+    on("sudo mkdir -p /etc/docker && sudo tee /etc/docker/daemon.json >/dev/null", json.dumps(user))
+
+    first = deploy(test_lab, host.name, "deploys/gpu_base.py")
+    assert totals(first)["error"] == "-", first
+    assert "Reboot for the NVIDIA driver" in first
+    smi = "nvidia-smi --query-gpu=driver_version,persistence_mode --format=csv,noheader"
+    assert on(smi).splitlines() == ["550.127.05, Enabled"] * state.gpus_per_host
+    daemon = json.loads(on("cat /etc/docker/daemon.json"))
+    assert daemon == {
+        **user,
+        "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}},
+    }
+    assert "nvidia" in json.loads(on("sudo docker info --format '{{json .Runtimes}}'"))
+
+    again = deploy(test_lab, host.name, "deploys/gpu_base.py")
+    assert totals(again)["success"] == "-", again  # every operation: no change
+    assert f"[{host.name}] No changes" in again
+
+    uptime = int(on("cut -d. -f1 /proc/uptime"))
+    upgraded = deploy(test_lab, host.name, "tests/lab_deploys/gpu_base_upgrade.py")
+    assert totals(upgraded)["error"] == "-", upgraded
+    assert int(on("cut -d. -f1 /proc/uptime")) < uptime + 5  # it rebooted for the new module
+    assert on(smi).splitlines() == ["550.144.03, Enabled"] * state.gpus_per_host

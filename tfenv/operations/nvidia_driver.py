@@ -143,6 +143,7 @@ def nvidia_driver(
     headers = f"linux-headers-{state.kernel}"
     if state.kernel and not state.installed(headers):
         # DKMS builds the module for the running kernel: without its headers, no module.
+        yield "apt-get update -q"
         yield StringCommand(APT_INSTALL, QuoteString(headers))
         changed = True
     packages = driver_packages(state, version, kernel_modules)
@@ -157,3 +158,44 @@ def nvidia_driver(
         changed = True
     if not changed and all(state.installed(p) == v for p, v in packages.items()):
         host.noop(f"NVIDIA driver {version} ({kernel_modules} modules) installed and pinned")
+
+
+@operation(is_idempotent=True)
+def driver_ready(version: str, gpu_count: int | None = None, reboot: str = "if-needed"):
+    """
+    Fail the host unless ``nvidia-smi`` answers with driver ``version`` (and ``gpu_count`` GPUs).
+
+    + version: the declared driver version
+    + gpu_count: the declared number of GPUs, if any
+    + reboot: the data's reboot policy, for the message (``never`` or ``if-needed``)
+
+    Checked when the deploy runs (after installs and reboots), never while planning.
+
+    **Example:**
+
+    .. code:: python
+
+        driver_ready(name="Check the NVIDIA driver answers", version="550.127.05", gpu_count=8)
+    """
+    yield from ()  # an operation is a generator, even one that only checks
+    if not host.state.is_executing:
+        host.noop("checked when the deploy runs")
+        return
+    state = gpu_host(host)
+    reasons = reboot_reasons(state, version)
+    if reasons:
+        hint = (
+            "reboot is 'never' in the data: reboot it in a maintenance window and run the "
+            "deploy again; GPU containers stay off it until then"
+            if reboot == "never"
+            else "it was rebooted and still is not right: check the driver install (dkms status)"
+        )
+        raise OperationError(f"pending reboot: {'; '.join(reasons)}. {hint}")
+    if state.driver_state != "ok" or state.driver_version != version:
+        raise OperationError(
+            f"nvidia-smi does not answer with driver {version} "
+            f"({state.smi_error or state.driver_state}); check the driver install"
+        )
+    if gpu_count is not None and len(state.gpus) != gpu_count:
+        raise OperationError(f"{len(state.gpus)} GPU(s) visible, gpu_count declares {gpu_count}")
+    host.noop(f"driver {version} answers on {len(state.gpus)} GPU(s)")

@@ -95,6 +95,9 @@ def pinned_packages(
     )
     if differ:
         specs = [QuoteString(f"{name}={packages[name]}") for name in differ]
+        # Fresh hosts (and cloud images) often have no package lists, old hosts stale
+        # ones: either way the exact version would not be found.
+        yield "apt-get update -q"
         yield StringCommand(APT_INSTALL, *specs)
         changed = True
 
