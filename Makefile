@@ -23,11 +23,13 @@ demo: setup
 	$(BIN)/tfenv lab up --hosts 3
 	@echo "==> Validating the lab's declared state (GPU simulators, registry, image lock)"
 	$(BIN)/tfenv validate inventories/lab.py
-	@echo "==> Reaching every lab host with pyinfra over SSH (strict host keys, sudo)"
-	$(BIN)/pyinfra -y inventories/lab.py exec -- 'sudo -n true && hostname && uname -r'
+	@echo "==> GPU host base on every lab host: Docker, pinned NVIDIA driver (reboot when due), toolkit"
+	$(BIN)/pyinfra -y inventories/lab.py deploys/gpu_base.py
+	@echo "==> Again: nothing left to change"
+	$(BIN)/pyinfra -y inventories/lab.py deploys/gpu_base.py
 	@echo
-	@echo "Not built yet: tf_node's provisioning steps (GPU base, containers), so the"
-	@echo "demo stops here. tfenv lab down removes the lab."
+	@echo "Not built yet: tf_node's container steps (registry login, images, secrets, NFS,"
+	@echo "dev containers), so the demo stops here. tfenv lab down removes the lab."
 
 lint: setup
 	$(BIN)/ruff check .

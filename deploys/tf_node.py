@@ -13,9 +13,10 @@ from tfenv.deploys.spec import host_spec
 
 spec = host_spec(host)
 
-# The provisioning steps (GPU base, images, secrets, NFS, containers) are not
-# built yet; refusing beats a run that claims success while doing nothing.
+# The TF node steps (registry login, images, secrets, NFS, containers) are not
+# built yet; refusing beats a run that claims success while doing half.
 raise DeployError(
-    f"{host.name}: declared data is valid, but tf_node's provisioning steps are not "
-    "implemented yet (GPU base: issue 5; TF node: issue 6). Nothing was changed."
+    f"{host.name}: declared data is valid, but tf_node's container steps are not "
+    "implemented yet (issue 6). The GPU host base is: pyinfra INVENTORY "
+    "deploys/gpu_base.py. Nothing was changed."
 )
