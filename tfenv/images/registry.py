@@ -93,11 +93,17 @@ class RegistryClient:
             raise RegistryError(f"{self.host}: cannot connect ({reason})") from None
 
     def _token(self, params: dict[str, str], scope: str) -> str:
+        if not params["realm"].startswith("https://"):
+            raise RegistryError(
+                f"{self.host}: its token service {params['realm']!r} is not https; "
+                "tfenv does not send credentials there"
+            )
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
         url = params["realm"] + "?" + urllib.parse.urlencode(query)
         request = urllib.request.Request(url)
         if self._username is not None and self._password is not None:
-            request.add_header("Authorization", self._basic())
+            # Unredirected: a redirect must not carry the password to another place.
+            request.add_unredirected_header("Authorization", self._basic())
         try:
             with self._open(request) as answer:
                 body = json.load(answer)
@@ -117,7 +123,7 @@ class RegistryClient:
         for attempt in range(2):
             request = urllib.request.Request(url, method=method, headers=headers)
             if self._auth:
-                request.add_header("Authorization", self._auth)
+                request.add_unredirected_header("Authorization", self._auth)
             try:
                 return self._open(request)
             except urllib.error.HTTPError as exc:

@@ -18,6 +18,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 
 from tfenv.facts.gpu import GpuHostState, gpu_host
+from tfenv.operations.failure import fail_host
 
 SOURCES_DIR = "/etc/apt/sources.list.d/"
 ARMORED = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
@@ -40,6 +41,15 @@ def keyring_for(key: str, stem: str) -> str:
         except OSError:
             pass  # signed_repository reports the unreadable key
     return f"/usr/share/keyrings/{stem}.{'asc' if armored else 'gpg'}"
+
+
+def _entries(path: str, text: str) -> list[str]:
+    """The repository entries of a sources file: one-line ``deb`` lines, or the
+    ``URIs:`` fields of a deb822 ``.sources`` file."""
+    lines = [line.strip() for line in text.splitlines()]
+    if path.endswith(".sources"):
+        return [line for line in lines if line.lower().startswith("uris:")]
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def _read_key(key: str) -> bytes:
@@ -155,9 +165,19 @@ def signed_repository(
 
     markers = (url.rstrip("/"), *replaces)
     for path, text in sorted(state.apt_sources.items()):
-        if path != list_file and path.endswith(".list") and any(m in text for m in markers):
-            yield StringCommand("rm", "-f", QuoteString(path))
-            changed = True
+        entries = _entries(path, text)
+        hits = [entry for entry in entries if any(m in entry for m in markers)]
+        if path == list_file or not hits:
+            continue
+        if len(hits) < len(entries):
+            # Deleting it would drop other repositories the user relies on.
+            yield fail_host(
+                f"{path} lists this repository ({hits[0].strip()}) next to others: remove "
+                f"that entry by hand (apt would see two Signed-By values), then run again"
+            )
+            return
+        yield StringCommand("rm", "-f", QuoteString(path))
+        changed = True
 
     if changed:
         yield "apt-get update -q"

@@ -9,10 +9,11 @@ runtime yet (dockerd finds the toolkit's hook only at startup).
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import OperationError, operation
+from pyinfra.api import operation
 
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.operations.apt_repository import keyring_for, signed_repository
+from tfenv.operations.failure import fail_host
 from tfenv.operations.pinned_packages import pinned_packages
 
 PACKAGES = (
@@ -56,10 +57,11 @@ def container_toolkit(
     """
     state = observed or gpu_host(host)
     if state.daemon_json_error:
-        raise OperationError(
+        yield fail_host(
             f"/etc/docker/daemon.json is not valid JSON ({state.daemon_json_error}). tfenv "
             "never overwrites it: fix it by hand, then run the deploy again"
         )
+        return
     yield from signed_repository._inner(
         list_file=LIST_FILE,
         url=url,

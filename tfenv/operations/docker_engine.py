@@ -7,6 +7,7 @@ from pyinfra.api import OperationError, operation
 
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.operations.apt_repository import keyring_for, signed_repository
+from tfenv.operations.failure import fail_host
 from tfenv.operations.pinned_packages import pinned_packages
 
 DOCKER_REPOS = "https://download.docker.com/linux"
@@ -55,13 +56,18 @@ def docker_engine(
     if source not in ("docker", "distribution"):
         raise OperationError(f"source {source!r}: expected docker or distribution")
     state = observed or gpu_host(host)
-    packages = engine_packages(state, source, version)
+    try:
+        packages = engine_packages(state, source, version)
+    except OperationError as exc:
+        yield fail_host(str(exc))
+        return
     other = "docker-ce" if source == "distribution" else "docker.io"
     if state.installed(other):
-        raise OperationError(
+        yield fail_host(
             f"{other} is installed but the declared source is {source!r}: remove it first "
             f"(apt-get remove {other}); tfenv does not swap engines under running containers"
         )
+        return
     if source == "docker":
         key = key or f"{DOCKER_REPOS}/{state.os_id}/gpg"
         yield from signed_repository._inner(

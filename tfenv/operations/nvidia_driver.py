@@ -18,6 +18,7 @@ from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCo
 
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.operations.apt_repository import keyring_for, signed_repository
+from tfenv.operations.failure import fail_host
 from tfenv.operations.pinned_packages import APT_INSTALL, pinned_packages
 
 CUDA_REPOS = "https://developer.download.nvidia.com/compute/cuda/repos"
@@ -113,13 +114,18 @@ def nvidia_driver(
     if kernel_modules not in ("open", "proprietary"):
         raise OperationError(f"kernel_modules {kernel_modules!r}: expected open or proprietary")
     state = observed or gpu_host(host)
-    name = distro(state)
+    try:
+        name = distro(state)
+    except OperationError as exc:
+        yield fail_host(str(exc))
+        return
     if state.secure_boot and state.module_version != version:
-        raise OperationError(
+        yield fail_host(
             "Secure Boot is enabled: the DKMS-built NVIDIA modules are unsigned and would not "
             "load, leaving the host without a driver. Nothing was changed. Enroll a MOK key "
             "for DKMS (mokutil --import) or turn Secure Boot off, then run the deploy again"
         )
+        return
     url = url or f"{CUDA_REPOS}/{name}/x86_64/"
     key = key or f"{CUDA_REPOS}/{name}/x86_64/{CUDA_KEY_ID}.pub"
     yield from signed_repository._inner(
@@ -177,7 +183,6 @@ def driver_ready(version: str, gpu_count: int | None = None, reboot: str = "if-n
 
         driver_ready(name="Check the NVIDIA driver answers", version="550.127.05", gpu_count=8)
     """
-    yield from ()  # an operation is a generator, even one that only checks
     if not host.state.is_executing:
         host.noop("checked when the deploy runs")
         return
@@ -190,12 +195,13 @@ def driver_ready(version: str, gpu_count: int | None = None, reboot: str = "if-n
             if reboot == "never"
             else "it was rebooted and still is not right: check the driver install (dkms status)"
         )
-        raise OperationError(f"pending reboot: {'; '.join(reasons)}. {hint}")
-    if state.driver_state != "ok" or state.driver_version != version:
-        raise OperationError(
+        yield fail_host(f"pending reboot: {'; '.join(reasons)}. {hint}")
+    elif state.driver_state != "ok" or state.driver_version != version:
+        yield fail_host(
             f"nvidia-smi does not answer with driver {version} "
             f"({state.smi_error or state.driver_state}); check the driver install"
         )
-    if gpu_count is not None and len(state.gpus) != gpu_count:
-        raise OperationError(f"{len(state.gpus)} GPU(s) visible, gpu_count declares {gpu_count}")
-    host.noop(f"driver {version} answers on {len(state.gpus)} GPU(s)")
+    elif gpu_count is not None and len(state.gpus) != gpu_count:
+        yield fail_host(f"{len(state.gpus)} GPU(s) visible, gpu_count declares {gpu_count}")
+    else:
+        host.noop(f"driver {version} answers on {len(state.gpus)} GPU(s)")
