@@ -51,7 +51,8 @@ s packages; dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{db:Status-Abbrev}
 {" ".join(f"'{p}'" for p in PACKAGE_PATTERNS)} 2>/dev/null
 s holds; apt-mark showhold 2>/dev/null
 s daemon-json; cat /etc/docker/daemon.json 2>/dev/null; echo
-s docker-runtimes; docker info --format '{{{{json .Runtimes}}}}' 2>/dev/null
+s docker-runtimes; if command -v docker >/dev/null 2>&1; then \
+timeout 60 docker info --format '{{{{json .Runtimes}}}}' 2>&1 | head -n 3; fi
 s toolkit; nvidia-ctk --version 2>/dev/null | head -n 1
 s reboot-required; cat /var/run/reboot-required 2>/dev/null && echo yes
 s apt-sources; for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do \
@@ -105,6 +106,7 @@ class GpuHostState:
     daemon_json: dict | None = None  # None: no file
     daemon_json_error: str | None = None  # the file exists but is not valid JSON
     docker_runtimes: list[str] | None = None  # None: Docker not answering
+    docker_error: str | None = None  # why `docker info` did not answer (permission, daemon down)
     toolkit_version: str | None = None
     reboot_required: bool = False
     apt_sources: dict[str, str] = field(default_factory=dict)  # sources.list.d file -> text
@@ -192,9 +194,14 @@ def parse(lines: list[str]) -> GpuHostState:
                 state.daemon_json_error = "not a JSON object"
         except json.JSONDecodeError as exc:
             state.daemon_json_error = f"invalid JSON: {exc.msg} (line {exc.lineno})"
-    runtimes = "".join(sections["docker-runtimes"]).strip()
+    runtimes = "\n".join(sections["docker-runtimes"]).strip()
     if runtimes.startswith("{"):
-        state.docker_runtimes = sorted(json.loads(runtimes))
+        try:
+            state.docker_runtimes = sorted(json.loads(runtimes.splitlines()[0]))
+        except json.JSONDecodeError:
+            state.docker_error = f"unreadable docker info output: {runtimes[:200]}"
+    elif runtimes:
+        state.docker_error = runtimes.splitlines()[0][:300]
     toolkit = " ".join(sections["toolkit"]).strip()
     match = re.search(r"version (\d+\.\d+\.\d+)", toolkit)
     state.toolkit_version = match.group(1) if match else None

@@ -17,7 +17,7 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 
-from tfenv.facts.gpu import GpuHostState, gpu_host
+from tfenv.facts.gpu import KEYRING_DIRS, KEYRING_WORDS, GpuHostState, gpu_host
 from tfenv.operations.failure import fail_host
 
 SOURCES_DIR = "/etc/apt/sources.list.d/"
@@ -113,8 +113,17 @@ def signed_repository(
         raise OperationError(f"list_file {list_file!r}: expected {SOURCES_DIR}NAME.list")
     if not re.match(r"^https?://[^\s\]]+$", url):
         raise OperationError(f"url {url!r}: expected an http(s) URL")
-    if not keyring.startswith("/") or not keyring.endswith((".gpg", ".asc")):
-        raise OperationError(f"keyring {keyring!r}: expected an absolute path ending .gpg or .asc")
+    directory, _, file_name = keyring.rpartition("/")
+    if (
+        directory not in KEYRING_DIRS
+        or not file_name.endswith((".gpg", ".asc"))
+        or not any(word in file_name for word in KEYRING_WORDS)
+    ):
+        # Elsewhere the GpuHost fact would not see it, and every run would rewrite it.
+        raise OperationError(
+            f"keyring {keyring!r}: expected {' or '.join(KEYRING_DIRS)}/NAME.gpg (or .asc), "
+            f"NAME containing {', '.join(KEYRING_WORDS)}"
+        )
     for part in (suite, *components):
         if not SUITE_RE.match(part):
             raise OperationError(f"suite/component {part!r}: letters, digits and ./_-$() only")
@@ -138,9 +147,12 @@ def signed_repository(
         if not keyring.endswith(".asc"):
             raise OperationError(f"key {key} is a URL: name the keyring .asc (an armored key)")
         if keyring not in state.keyrings:
+            # Into a temporary file first: a failed download leaves no half key behind.
+            partial = QuoteString(f"{keyring}.partial")
             yield StringCommand(
-                "curl", "-fsSL", "--proto", "=https", "-o", QuoteString(keyring), QuoteString(key)
-            )
+                "curl", "-fsSL", "--proto", "=https", "-o", partial, QuoteString(key),
+                "&&", "mv", "-f", partial, QuoteString(keyring),
+            )  # fmt: skip
             yield StringCommand("chmod", "0644", QuoteString(keyring))
             changed = True
     else:

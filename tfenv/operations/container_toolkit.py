@@ -56,6 +56,13 @@ def container_toolkit(
         container_toolkit(name="NVIDIA container toolkit", version="1.17.3")
     """
     state = observed or gpu_host(host)
+    if state.docker_error and "permission denied" in state.docker_error.lower():
+        # Unreadable runtimes would restart Docker on every run: stop instead.
+        yield fail_host(
+            f"docker info is not allowed ({state.docker_error}): tfenv reads Docker's "
+            "runtimes as root; set _sudo = True for this host"
+        )
+        return
     if state.daemon_json_error:
         yield fail_host(
             f"/etc/docker/daemon.json is not valid JSON ({state.daemon_json_error}). tfenv "
