@@ -32,6 +32,7 @@ KEYRING_WORDS = ("nvidia", "cuda", "docker")  # the keyrings tfenv manages
 # Secure Boot's EFI variable: 4 bytes of attributes, then 1 (on) or 0 (off).
 SECUREBOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
+# nvidia-smi and docker info get a timeout: on a wedged GPU or daemon they hang.
 # Files may lack a final newline (nvidia-ctk writes daemon.json without one):
 # an echo after each keeps the next section marker on its own line.
 SCRIPT = f"""\
@@ -39,7 +40,7 @@ s() {{ echo '{MARK}'"$1"; }}
 s os; cat /etc/os-release 2>/dev/null; echo
 s kernel; uname -r
 s smi; if command -v nvidia-smi >/dev/null 2>&1; then \
-nvidia-smi --query-gpu={SMI_FIELDS} --format=csv,noheader,nounits 2>&1; rc=$?; \
+timeout 60 nvidia-smi --query-gpu={SMI_FIELDS} --format=csv,noheader,nounits 2>&1; rc=$?; \
 else rc=absent; fi; s smi-rc; echo "$rc"
 s module; cat /proc/driver/nvidia/version 2>/dev/null; echo
 s nouveau-loaded; grep -c '^nouveau ' /proc/modules 2>/dev/null
@@ -242,7 +243,15 @@ def _parse_smi(state: GpuHostState, output: list[str], rc: str) -> None:
             index, name, uuid, memory, driver, persistence, bus = values
             state.driver_version = driver
             state.gpus.append(
-                Gpu(int(index), name, uuid, int(memory), bus, persistence == "Enabled")
+                # "[N/A]" where a GPU cannot tell (MIG, fallen off the bus): 0.
+                Gpu(
+                    int(index),
+                    name,
+                    uuid,
+                    int(memory) if memory.isdigit() else 0,
+                    bus,
+                    persistence == "Enabled",
+                )
             )
         return
     state.smi_error = text.splitlines()[0] if text else f"nvidia-smi exited {rc}"

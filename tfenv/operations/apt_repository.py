@@ -10,14 +10,14 @@ fetched. It reads the host's apt sources and keyring digests from the wide
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from tfenv.facts.gpu import KEYRING_DIRS, KEYRING_WORDS, GpuHostState, gpu_host
+from tfenv.operations.config_file import write_file
 from tfenv.operations.failure import fail_host
 
 SOURCES_DIR = "/etc/apt/sources.list.d/"
@@ -165,14 +165,12 @@ def signed_repository(
                 "(apt reads the format from the extension)"
             )
         if state.keyrings.get(keyring) != hashlib.sha256(data).hexdigest():
-            yield FileUploadCommand(io.BytesIO(data), keyring)
-            yield StringCommand("chmod", "0644", QuoteString(keyring))
+            yield from write_file(keyring, data)
             changed = True
 
     wanted = repository_line(url, keyring, suite, tuple(components))
     if state.apt_sources.get(list_file) != wanted:
-        yield FileUploadCommand(io.BytesIO(wanted.encode()), list_file)
-        yield StringCommand("chmod", "0644", QuoteString(list_file))
+        yield from write_file(list_file, wanted)
         changed = True
 
     markers = (url.rstrip("/"), *replaces)

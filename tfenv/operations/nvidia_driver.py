@@ -11,13 +11,12 @@ Whether a reboot is due is :func:`reboot_reasons`; the deploy acts on it.
 
 from __future__ import annotations
 
-import io
-
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.operations.apt_repository import keyring_for, signed_repository
+from tfenv.operations.config_file import write_file
 from tfenv.operations.failure import fail_host
 from tfenv.operations.pinned_packages import APT_INSTALL, pinned_packages
 
@@ -138,13 +137,11 @@ def nvidia_driver(
     )
     changed = False
     if not state.nouveau_blacklisted:
-        yield FileUploadCommand(io.BytesIO(NOUVEAU.encode()), NOUVEAU_FILE)
-        yield StringCommand("chmod", "0644", QuoteString(NOUVEAU_FILE))
+        yield from write_file(NOUVEAU_FILE, NOUVEAU)
         yield "if command -v update-initramfs >/dev/null; then update-initramfs -u; fi"
         changed = True
     if state.apt_config.get(UNATTENDED_FILE) != UNATTENDED:
-        yield FileUploadCommand(io.BytesIO(UNATTENDED.encode()), UNATTENDED_FILE)
-        yield StringCommand("chmod", "0644", QuoteString(UNATTENDED_FILE))
+        yield from write_file(UNATTENDED_FILE, UNATTENDED)
         changed = True
     headers = f"linux-headers-{state.kernel}"
     if state.kernel and not state.installed(headers):

@@ -10,12 +10,12 @@ for unattended-upgrades (see :mod:`tfenv.operations.nvidia_driver`).
 from __future__ import annotations
 
 import fnmatch
-import io
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from tfenv.facts.gpu import PACKAGE_PATTERNS, GpuHostState, gpu_host
+from tfenv.operations.config_file import write_file
 
 APT_INSTALL = (
     "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "
@@ -86,8 +86,7 @@ def pinned_packages(
     changed = False
     if state.apt_config.get(preferences_file) != wanted_pins:
         # The pin goes first: it also decides what the install below may pick.
-        yield FileUploadCommand(io.BytesIO(wanted_pins.encode()), preferences_file)
-        yield StringCommand("chmod", "0644", QuoteString(preferences_file))
+        yield from write_file(preferences_file, wanted_pins)
         changed = True
 
     differ = sorted(
