@@ -21,7 +21,7 @@ from tfenv.lab.engine import docker_ready, ensure_docker
 from tfenv.lab.images import ensure_host_image
 from tfenv.lab.progress import say, step
 from tfenv.lab.registry import LabRegistry, ensure_registry
-from tfenv.lab.run import LabError, run
+from tfenv.lab.run import LabError, run, ssh_keygen
 from tfenv.lab.service import Found
 from tfenv.lab.sim import nfs as nfs_sim
 from tfenv.lab.sim import nvidia as nvidia_sim
@@ -144,14 +144,6 @@ class Lab:
 
     def container_name(self, index: int) -> str:
         return f"{self.name}-{index}"
-
-
-def _ssh_keygen(path: Path, comment: str) -> None:
-    if not path.exists():
-        run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-            hint="Install OpenSSH's client tools (apt-get install openssh-client).",
-        )
 
 
 @dataclass(frozen=True)
@@ -309,7 +301,7 @@ def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState
     image = ensure_host_image()
     lab.directory.mkdir(parents=True, exist_ok=True)
     os.chmod(lab.directory, 0o700)
-    _ssh_keygen(lab.key, f"{lab.name}-deploy")
+    ssh_keygen(lab.key, f"{lab.name}-deploy")
     _ensure_network(lab)
     _ensure_inotify(hosts)
 
@@ -365,7 +357,7 @@ def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState
         host_dir = lab.directory / "hosts" / name
         host_dir.mkdir(parents=True, exist_ok=True)
         # Host keys are made once and injected, so strict checking survives re-creation.
-        _ssh_keygen(host_dir / "ssh_host_ed25519_key", f"{name}-host")
+        ssh_keygen(host_dir / "ssh_host_ed25519_key", f"{name}-host")
         shutil.copyfile(f"{lab.key}.pub", host_dir / "authorized_keys")
         os.chmod(host_dir / "authorized_keys", 0o644)
         nvidia_sim.write_gpus(host_dir / "nvidia-sim", name, gpus)

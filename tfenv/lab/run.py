@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class LabError(Exception):
@@ -46,3 +47,12 @@ def run(
             f"{err.strip()[-2000:]}\n{hint}".strip()
         )
     return result
+
+
+def ssh_keygen(path: Path, comment: str) -> None:
+    """An ed25519 key pair at ``path`` (and ``path.pub``), made once and kept."""
+    if not path.exists():
+        run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            hint="Install OpenSSH's client tools (apt-get install openssh-client).",
+        )

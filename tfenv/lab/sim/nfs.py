@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from tfenv.lab.images import build_image
-from tfenv.lab.run import run
+from tfenv.lab.run import ssh_keygen
 from tfenv.lab.service import Found, ensure_service
 
 ALIAS = "nfs.lab.test"
@@ -35,11 +35,6 @@ CMD ["/bin/sh", "-c", "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e"]
 """
 
 
-def _keygen(path: Path, comment: str) -> None:
-    if not path.exists():
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
-
-
 def client_dir(lab_dir: Path) -> Path:
     """What lab hosts mount read-only at /etc/lab-nfs: client key and known_hosts."""
     return lab_dir / "nfs" / "client"
@@ -52,8 +47,8 @@ def ensure_server(
     server, client = base / "server", client_dir(lab_dir)
     for directory in (server, client):
         directory.mkdir(parents=True, exist_ok=True)
-    _keygen(server / "ssh_host_ed25519_key", f"{ALIAS}-host")
-    _keygen(client / "id_ed25519", f"{lab_name}-nfs-client")
+    ssh_keygen(server / "ssh_host_ed25519_key", f"{ALIAS}-host")
+    ssh_keygen(client / "id_ed25519", f"{lab_name}-nfs-client")
     shutil.copyfile(client / "id_ed25519.pub", server / "authorized_keys")
     key_type, key_data = (server / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     (client / "known_hosts").write_text(f"{ALIAS} {key_type} {key_data}\n")
