@@ -42,3 +42,11 @@ def observed(name: str) -> GpuHostState:
 )
 def test_reboot_reasons(fixture: str, declared: str, reasons: list[str]) -> None:
     assert reboot_reasons(observed(fixture), declared) == reasons
+
+
+def test_a_flavour_switch_needs_a_reboot() -> None:
+    state = observed("debian12_ok")  # the open module 550.127.05 is loaded
+    assert reboot_reasons(state, "550.127.05", "open") == []
+    assert reboot_reasons(state, "550.127.05", "proprietary") == [
+        "open kernel module loaded, proprietary declared"
+    ]

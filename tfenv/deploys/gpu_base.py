@@ -58,7 +58,7 @@ def gpu_base(spec: NodeSpec) -> None:
 
     def reboot_due() -> bool:
         # Read again now that packages changed: this runs at execution time.
-        reasons = reboot_reasons(gpu_host(host), driver.version)
+        reasons = reboot_reasons(gpu_host(host), driver.version, driver.kernel_modules)
         if reasons and driver.reboot == "if-needed":
             logger.info(f"{host.name}: rebooting: {'; '.join(reasons)}")
             return True
@@ -74,4 +74,5 @@ def gpu_base(spec: NodeSpec) -> None:
         version=driver.version,
         gpu_count=spec.gpu_count,
         reboot=driver.reboot,
+        kernel_modules=driver.kernel_modules,
     )

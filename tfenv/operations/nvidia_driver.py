@@ -66,8 +66,13 @@ def driver_packages(state: GpuHostState, version: str, flavour: str) -> dict[str
     return {name: deb for name in names}
 
 
-def reboot_reasons(state: GpuHostState, version: str) -> list[str]:
-    """Why this host must reboot before its GPUs can be used as declared (empty: none)."""
+def reboot_reasons(
+    state: GpuHostState, version: str, kernel_modules: str | None = None
+) -> list[str]:
+    """Why this host must reboot before its GPUs can be used as declared (empty: none).
+
+    ``kernel_modules`` (open or proprietary), when given, must match the loaded module.
+    """
     reasons = []
     if state.driver_state == "mismatch":
         reasons.append(
@@ -78,6 +83,8 @@ def reboot_reasons(state: GpuHostState, version: str) -> list[str]:
         reasons.append("driver installed but no NVIDIA kernel module loaded; reboot required")
     elif state.module_version is not None and state.module_version != version:
         reasons.append(f"kernel module {state.module_version} loaded, {version} declared")
+    elif kernel_modules and state.module_flavour and state.module_flavour != kernel_modules:
+        reasons.append(f"{state.module_flavour} kernel module loaded, {kernel_modules} declared")
     if state.nouveau_loaded:
         reasons.append("nouveau is loaded (blacklisted now, gone after a reboot)")
     return reasons
@@ -164,13 +171,19 @@ def nvidia_driver(
 
 
 @operation(is_idempotent=True)
-def driver_ready(version: str, gpu_count: int | None = None, reboot: str = "if-needed"):
+def driver_ready(
+    version: str,
+    gpu_count: int | None = None,
+    reboot: str = "if-needed",
+    kernel_modules: str | None = None,
+):
     """
     Fail the host unless ``nvidia-smi`` answers with driver ``version`` (and ``gpu_count`` GPUs).
 
     + version: the declared driver version
     + gpu_count: the declared number of GPUs, if any
     + reboot: the data's reboot policy, for the message (``never`` or ``if-needed``)
+    + kernel_modules: the declared flavour (open or proprietary), checked when given
 
     Checked when the deploy runs (after installs and reboots), never while planning.
 
@@ -184,7 +197,7 @@ def driver_ready(version: str, gpu_count: int | None = None, reboot: str = "if-n
         host.noop("checked when the deploy runs")
         return
     state = gpu_host(host)
-    reasons = reboot_reasons(state, version)
+    reasons = reboot_reasons(state, version, kernel_modules)
     if reasons:
         hint = (
             "reboot is 'never' in the data: reboot it in a maintenance window and run the "
