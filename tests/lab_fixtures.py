@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tfenv.lab.engine import docker_ready, ensure_docker
 from tfenv.lab.fleet import Lab, LabState, down, up
 from tfenv.lab.run import LabError
 
+REPO = Path(__file__).resolve().parent.parent
 TEST_LAB_NAME = "tfenv-test-lab"
 TEST_LAB_DIR = Path(os.environ.get("TFENV_TEST_LAB_DIR", "/var/tmp/tfenv-test-lab"))
 
@@ -65,3 +68,20 @@ def lab_of(test_lab: Lab):
         return current["state"]
 
     return bring_up
+
+
+def pyinfra_on_lab(lab: Lab, *args: str, timeout: float = 300) -> str:
+    """``pyinfra -y inventories/lab.py ARGS`` from the repository, as a user runs it;
+    fails the test unless it succeeds. Returns its whole output."""
+    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from lab_fixtures import pyinfra_on_lab
 
 from tfenv.lab.fleet import Lab, LabState, down, ssh_command, status, up
 from tfenv.lab.run import LabError
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lab
 
 
@@ -91,28 +89,9 @@ def test_status_reports_every_host(lab_of, test_lab: Lab) -> None:
 
 def test_pyinfra_reaches_lab_hosts_through_the_lab_inventory(lab_of, test_lab: Lab) -> None:
     state = lab_of(2)
-    env = {**os.environ, "TFENV_LAB_DIR": str(test_lab.directory), "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "inventories/lab.py",
-            "exec",
-            "--",
-            "sudo -n true && hostname",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    output = pyinfra_on_lab(test_lab, "exec", "--", "sudo -n true && hostname", timeout=120)
     for host in state.hosts:
-        assert f"[{host.name}] {host.name}" in result.stdout + result.stderr
+        assert f"[{host.name}] {host.name}" in output
 
 
 def _container_ids(lab: Lab) -> list[str]:

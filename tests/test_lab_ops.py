@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from lab_fixtures import pyinfra_on_lab
 
 from tfenv.lab.fleet import Lab, ssh_command
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lab
 
 
 def deploy(lab: Lab, host: str, script: str) -> str:
-    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "--limit", host, script],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
+    return pyinfra_on_lab(lab, "--limit", host, script)
 
 
 def test_signed_repository_replaces_a_stale_list_then_changes_nothing(

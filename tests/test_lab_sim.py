@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from lab_fixtures import pyinfra_on_lab
 
 from tfenv.lab.fleet import Lab, LabState, ssh_command, up
 from tfenv.lab.sim.nvidia import gpus_for
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lab
 CUDA_LIST = "/etc/apt/sources.list.d/cuda-debian12-x86_64.list"
 TOOLKIT_LIST = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
@@ -53,53 +52,12 @@ def pinned(packages: tuple[str, ...], version: str) -> str:
 
 def pyinfra_reboot(lab: Lab, host: str) -> None:
     """pyinfra's own server.reboot against the lab host: it reboots and waits."""
-    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "inventories/lab.py",
-            "--limit",
-            host,
-            "server.reboot",
-            "reboot_timeout=120",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    pyinfra_on_lab(lab, "--limit", host, "server.reboot", "reboot_timeout=120")
 
 
 def gpu_fact(lab: Lab, host: str) -> dict:
     """tfenv's GpuHost fact read through pyinfra over SSH, as a deploy reads it."""
-    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "inventories/lab.py",
-            "--limit",
-            host,
-            "fact",
-            "tfenv.facts.gpu.GpuHost",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    text = result.stdout + result.stderr
+    text = pyinfra_on_lab(lab, "--limit", host, "fact", "tfenv.facts.gpu.GpuHost", timeout=120)
     start = text.index("{", text.index("Fact data for"))
     return json.JSONDecoder().raw_decode(text[start:])[0][host]
 
