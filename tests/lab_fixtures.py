@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tfenv.lab.engine import docker_ready, ensure_docker
-from tfenv.lab.fleet import Lab, LabState, down, up
+from tfenv.lab.fleet import Lab, LabState, down, ssh_command, up
 from tfenv.lab.run import LabError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,3 +85,27 @@ def pyinfra_on_lab(lab: Lab, *args: str, timeout: float = 300) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
+
+
+def on_host(
+    state: LabState, host: int, script: str, stdin: str | bytes | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run ``script`` over SSH on lab host number ``host`` (0-based), strict host keys."""
+    argv = ssh_command(state.key, state.known_hosts, state.hosts[host].port, state.user)
+    return subprocess.run(
+        [*argv, script],
+        input=stdin,
+        capture_output=True,
+        text=not isinstance(stdin, bytes),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ok_on_host(
+    state: LabState, host: int, script: str, stdin: str | bytes | None = None, timeout: float = 600
+) -> str:
+    """:func:`on_host`, failing the test unless ``script`` succeeds; its stdout."""
+    result = on_host(state, host, script, stdin, timeout)
+    assert result.returncode == 0, f"{script}\n{result.stdout}\n{result.stderr}"
+    return result.stdout

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
-from lab_fixtures import pyinfra_on_lab
+from lab_fixtures import ok_on_host, pyinfra_on_lab
 
-from tfenv.lab.fleet import Lab, ssh_command
+from tfenv.lab.fleet import Lab
 
 pytestmark = pytest.mark.lab
 
@@ -22,21 +21,13 @@ def test_signed_repository_replaces_a_stale_list_then_changes_nothing(
 ) -> None:
     state = lab_of(2)
     host = state.hosts[1]
-    ssh = ssh_command(state.key, state.known_hosts, host.port, state.user)
     stale = "deb https://nvidia.github.io/nvidia-docker/debian10/$(ARCH) /"
-    subprocess.run(
-        [*ssh, f"echo '{stale}' | sudo tee /etc/apt/sources.list.d/nvidia-docker.list"],
-        check=True,
-        capture_output=True,
-    )
+    ok_on_host(state, 1, f"echo '{stale}' | sudo tee /etc/apt/sources.list.d/nvidia-docker.list")
     first = deploy(test_lab, host.name, "tests/lab_deploys/toolkit_repository.py")
     assert f"[{host.name}] Success" in first
-    listing = subprocess.run(
-        [*ssh, "ls /etc/apt/sources.list.d; apt-cache policy nvidia-container-toolkit"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    listing = ok_on_host(
+        state, 1, "ls /etc/apt/sources.list.d; apt-cache policy nvidia-container-toolkit"
+    )
     assert "nvidia-docker.list" not in listing
     assert "nvidia-container-toolkit.list" in listing
     assert "1.17.3-1" in listing  # apt-get update ran: the packages are known in the same run
@@ -49,14 +40,9 @@ def test_container_toolkit_keeps_the_users_daemon_json_then_changes_nothing(
 ) -> None:
     state = lab_of(2)
     host = state.hosts[1]
-    ssh = ssh_command(state.key, state.known_hosts, host.port, state.user)
 
     def on(script: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [*ssh, script], input=stdin, capture_output=True, text=True, timeout=600, check=False
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+        return ok_on_host(state, 1, script, stdin)
 
     # Docker as the distribution ships it (the Docker engine operation is still to come),
     # with keys the user set by hand.
@@ -95,14 +81,9 @@ def test_gpu_base_takes_a_fresh_host_to_working_gpus_then_changes_nothing(
 ) -> None:
     state = lab_of(4)
     host = state.hosts[3]
-    ssh = ssh_command(state.key, state.known_hosts, host.port, state.user)
 
     def on(script: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [*ssh, script], input=stdin, capture_output=True, text=True, timeout=120, check=False
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+        return ok_on_host(state, 3, script, stdin, timeout=120)
 
     # A daemon.json the user wrote before tfenv came: its keys must survive.
     user = {"log-driver": "local", "insecure-registries": ["registry.internal:5000"],

@@ -13,9 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from lab_fixtures import ok_on_host as ok
+from lab_fixtures import on_host as on
 from lab_fixtures import pyinfra_on_lab
 
-from tfenv.lab.fleet import Lab, LabState, ssh_command, up
+from tfenv.lab.fleet import Lab, LabState, up
 from tfenv.lab.sim.nvidia import gpus_for
 
 pytestmark = pytest.mark.lab
@@ -26,24 +28,6 @@ DRIVER_PACKAGES = ("nvidia-driver", "nvidia-kernel-open-dkms", "nvidia-smi", "li
 TOOLKIT_PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
                     "libnvidia-container-tools", "libnvidia-container1")  # fmt: skip
 APT = "sudo DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0"
-
-
-def on(state: LabState, host: int, script: str, stdin: str | bytes | None = None):
-    argv = ssh_command(state.key, state.known_hosts, state.hosts[host].port, state.user)
-    return subprocess.run(
-        [*argv, script],
-        input=stdin,
-        capture_output=True,
-        text=not isinstance(stdin, bytes),
-        timeout=600,
-        check=False,
-    )
-
-
-def ok(state: LabState, host: int, script: str, stdin: str | bytes | None = None) -> str:
-    result = on(state, host, script, stdin)
-    assert result.returncode == 0, f"{script}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def pinned(packages: tuple[str, ...], version: str) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tfenv.lab.sim.nvidia import GPU_MEMORY_MIB, GPU_NAME, gpus_for, sim_file
+from tfenv.lab.sim import sim_file
+from tfenv.lab.sim.nvidia import GPU_MEMORY_MIB, GPU_NAME, gpus_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvidia_smi"
 UUID = r"GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -22,7 +22,7 @@ from tfenv.lab.images import ensure_host_image
 from tfenv.lab.progress import say, step
 from tfenv.lab.registry import LabRegistry, ensure_registry
 from tfenv.lab.run import LabError, run, ssh_keygen
-from tfenv.lab.service import Found
+from tfenv.lab.service import Found, published_port
 from tfenv.lab.sim import nfs as nfs_sim
 from tfenv.lab.sim import nvidia as nvidia_sim
 from tfenv.lab.sim.nvidia import BUS_IDS
@@ -197,13 +197,6 @@ def _check_running(name: str, container: str) -> None:
             f"Log tail:\n{logs.stdout}{logs.stderr}\nIf the log is empty, systemd could not "
             f"start: check fs.inotify.max_user_instances and free memory, then run tfenv lab up."
         )
-
-
-def _published_port(container: str) -> int:
-    out = run(["docker", "port", container, "22/tcp"]).stdout.split()
-    if not out:
-        raise LabError(f"{container} publishes no SSH port; run: tfenv lab down && tfenv lab up")
-    return int(out[0].rsplit(":", 1)[1])
 
 
 def ssh_command(key: str, known_hosts: str, port: int, user: str = LAB_USER) -> list[str]:
@@ -387,7 +380,7 @@ def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState
             say(f"==> Starting stopped {name} ({index}/{hosts})")
             run(["docker", "start", container])
         _check_running(name, container)
-        state.hosts.append(LabHost(name, container, _published_port(container)))
+        state.hosts.append(LabHost(name, container, published_port(container, 22)))
 
     lines = []
     for host in state.hosts:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tfenv.lab.progress import step
 from tfenv.lab.run import LabError, run
+from tfenv.lab.sim import sim_file
 
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
@@ -171,16 +172,12 @@ def build_image(
     return tag
 
 
-def _sim_file(name: str) -> str:
-    return resources.files("tfenv.lab").joinpath(f"sim/files/{name}").read_text()
-
-
 def ensure_host_image() -> str:
     """The lab host image (files/host.Dockerfile), with the lab's NFS client simulator."""
     dockerfile = resources.files("tfenv.lab").joinpath("files/host.Dockerfile").read_text()
     return build_image(
         "tfenv-lab/host",
         dockerfile,
-        {"mount.nfs": _sim_file("mount.nfs")},
+        {"mount.nfs": sim_file("mount.nfs")},
         what="the lab host image (systemd, sshd, sudo; no Docker)",
     )

@@ -37,10 +37,14 @@ def keyring_for(key: str, stem: str) -> str:
     if not armored:
         try:
             with open(key, "rb") as handle:
-                armored = handle.read(64).lstrip().startswith(ARMORED)
+                armored = _is_armored(handle.read(64))
         except OSError:
             pass  # signed_repository reports the unreadable key
     return f"/usr/share/keyrings/{stem}.{'asc' if armored else 'gpg'}"
+
+
+def _is_armored(data: bytes) -> bool:
+    return data.lstrip().startswith(ARMORED)
 
 
 def _entries(path: str, text: str) -> list[str]:
@@ -157,7 +161,7 @@ def signed_repository(
             changed = True
     else:
         data = _read_key(key)
-        armored = data.lstrip().startswith(ARMORED)
+        armored = _is_armored(data)
         if armored != keyring.endswith(".asc"):
             kind = "ASCII-armored" if armored else "binary"
             raise OperationError(

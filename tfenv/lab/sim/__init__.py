@@ -7,3 +7,10 @@ reboots, systemd NFS mount units); the lab's data only overrides repository
 URLs and keys. See ``SIMULATORS.md`` next to this file for what is faithful
 and what is not.
 """
+
+from importlib import resources
+
+
+def sim_file(name: str) -> str:
+    """The text of a simulator file shipped in ``tfenv/lab/sim/files/``."""
+    return resources.files("tfenv.lab.sim").joinpath(f"files/{name}").read_text()

@@ -18,12 +18,12 @@ import hashlib
 import json
 import os
 import uuid
-from importlib import resources
 from pathlib import Path
 
 from tfenv.lab.images import build_image
 from tfenv.lab.run import run
 from tfenv.lab.service import Found, ensure_service
+from tfenv.lab.sim import sim_file
 
 ALIAS = "apt.lab.test"
 CUDA_URL = f"http://{ALIAS}/cuda/repos/debian12/x86_64/"
@@ -43,10 +43,6 @@ GPU_NAME = "NVIDIA H100 80GB HBM3"
 GPU_MEMORY_MIB = 81559  # what a real H100 80GB HBM3 reports as memory.total
 # PCI bus ids of an 8-GPU HGX H100 board, in nvidia-smi's index order.
 BUS_IDS = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
-
-
-def sim_file(name: str) -> str:
-    return resources.files("tfenv.lab.sim").joinpath(f"files/{name}").read_text()
 
 
 def repositories_image() -> str:
