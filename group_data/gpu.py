@@ -28,6 +28,11 @@ container_toolkit = {"version": "1.17.3"}
 # Digests of every image a container may use (written by `tfenv lock`).
 image_lock = "locks/gpu.lock.yaml"
 
+# A small image from the lock: the deploy proves each host by running
+# `docker run --rm --gpus all IMAGE nvidia-smi -L` (any image will do; the
+# toolkit mounts nvidia-smi in).
+gpu_check_image = "registry.example.internal/ml/cuda-base:12.4.1"
+
 # Secrets are references, never values: an environment variable on the
 # machine you deploy from ({"env": "NAME"}) or a file only you can read
 # ({"file": "path"}). generate=True lets `tfenv secrets init` create a random

@@ -54,6 +54,8 @@ if _state is not None and _state.lock:
     # Digests of the lab images (real TensorFlow CPU builds; `tfenv lab up`
     # without --no-images pushes them and writes this lock).
     image_lock = _state.lock
+    # A small image (Debian) that proves GPUs are visible inside a container.
+    gpu_check_image = f"{_registry['host']}/tfenv/debian:bookworm"
     secrets = {
         **secrets,
         # A random token `tfenv lab up` made (mode 0600).

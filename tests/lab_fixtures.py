@@ -70,9 +70,10 @@ def lab_of(test_lab: Lab):
     return bring_up
 
 
-def pyinfra_on_lab(lab: Lab, *args: str, timeout: float = 300) -> str:
+def pyinfra_on_lab(lab: Lab, *args: str, timeout: float = 300, succeed: bool = True) -> str:
     """``pyinfra -y inventories/lab.py ARGS`` from the repository, as a user runs it;
-    fails the test unless it succeeds. Returns its whole output."""
+    fails the test unless it succeeds (or, with ``succeed=False``, unless it fails).
+    Returns its whole output."""
     env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
     result = subprocess.run(
         [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", *args],
@@ -83,7 +84,7 @@ def pyinfra_on_lab(lab: Lab, *args: str, timeout: float = 300) -> str:
         timeout=timeout,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode == 0) == succeed, result.stdout + result.stderr
     return result.stdout + result.stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from lab_fixtures import ok_on_host, pyinfra_on_lab
@@ -12,8 +13,8 @@ from tfenv.lab.fleet import Lab
 pytestmark = pytest.mark.lab
 
 
-def deploy(lab: Lab, host: str, script: str) -> str:
-    return pyinfra_on_lab(lab, "--limit", host, script)
+def deploy(lab: Lab, host: str, script: str, *flags: str, succeed: bool = True) -> str:
+    return pyinfra_on_lab(lab, *flags, "--limit", host, script, succeed=succeed)
 
 
 def test_signed_repository_replaces_a_stale_list_then_changes_nothing(
@@ -69,6 +70,11 @@ def test_container_toolkit_keeps_the_users_daemon_json_then_changes_nothing(
     assert f"[{host.name}] No changes" in second
 
 
+def lock_digest(state, reference: str = "tfenv/debian:bookworm") -> str:
+    lock = Path(state.lock).read_text()
+    return lock.split(f"{state.registry['host']}/{reference}:\n    digest: ")[1].split()[0]
+
+
 def totals(output: str) -> dict[str, str]:
     """pyinfra's 'Grand total' row: Hosts, Success, Error, No Change."""
     row = [line for line in output.splitlines() if line.strip().startswith("Grand total")][-1]
@@ -77,9 +83,9 @@ def totals(output: str) -> dict[str, str]:
 
 
 def test_gpu_base_takes_a_fresh_host_to_working_gpus_then_changes_nothing(
-    lab_of, test_lab: Lab
+    lab_of, test_lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = lab_of(4)
+    state = lab_of(4, images=True)
     host = state.hosts[3]
 
     def on(script: str, stdin: str | None = None) -> str:
@@ -90,7 +96,7 @@ def test_gpu_base_takes_a_fresh_host_to_working_gpus_then_changes_nothing(
             "bip": "172.31.251.1/24"}  # fmt: skip
     on("sudo mkdir -p /etc/docker && sudo tee /etc/docker/daemon.json >/dev/null", json.dumps(user))
 
-    first = deploy(test_lab, host.name, "deploys/gpu_base.py")
+    first = deploy(test_lab, host.name, "deploys/gpu_base.py", "-v")  # -v: noop reasons
     assert totals(first)["error"] == "-", first
     assert "Reboot for the NVIDIA driver" in first
     smi = "nvidia-smi --query-gpu=driver_version,persistence_mode --format=csv,noheader"
@@ -101,13 +107,36 @@ def test_gpu_base_takes_a_fresh_host_to_working_gpus_then_changes_nothing(
         "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}},
     }
     assert "nvidia" in json.loads(on("sudo docker info --format '{{json .Runtimes}}'"))
+    # The proof ran: the check image came by digest, through tfenv's root-only login.
+    assert f"[{host.name}] noop: {state.gpus_per_host} GPU(s) visible inside a container" in first
+    assert on("sudo stat -c '%a %U' /etc/tfenv/docker /etc/tfenv/docker/config.json").split() == [
+        "700", "root", "600", "root"
+    ]  # fmt: skip
+    assert on("sudo test -e /root/.docker/config.json || echo none").strip() == "none"
+    digests = on("sudo docker image ls --digests --format '{{.Repository}}@{{.Digest}}'")
+    assert digests.split() == [f"{state.registry['host']}/tfenv/debian@" + lock_digest(state)]
 
     again = deploy(test_lab, host.name, "deploys/gpu_base.py")
     assert totals(again)["success"] == "-", again  # every operation: no change
     assert f"[{host.name}] No changes" in again
 
     uptime = int(on("cut -d. -f1 /proc/uptime"))
-    upgraded = deploy(test_lab, host.name, "tests/lab_deploys/gpu_base_upgrade.py")
+    monkeypatch.setenv("TFENV_TEST_REBOOT", "if-needed")
+    monkeypatch.setenv("TFENV_TEST_DRIVER_VERSION", "550.144.03")
+    upgraded = deploy(test_lab, host.name, "tests/lab_deploys/gpu_base_with.py")
     assert totals(upgraded)["error"] == "-", upgraded
     assert int(on("cut -d. -f1 /proc/uptime")) < uptime + 5  # it rebooted for the new module
     assert on(smi).splitlines() == ["550.144.03, Enabled"] * state.gpus_per_host
+
+    # reboot: never. Going back to 550.127.05 installs it but may not reboot:
+    # the host fails as pending reboot, and no GPU container runs on it.
+    uptime = int(on("cut -d. -f1 /proc/uptime"))
+    monkeypatch.setenv("TFENV_TEST_REBOOT", "never")
+    monkeypatch.setenv("TFENV_TEST_DRIVER_VERSION", "550.127.05")
+    pending = deploy(test_lab, host.name, "tests/lab_deploys/gpu_base_with.py", succeed=False)
+    assert f"[{host.name}] Error: pending reboot: driver/library mismatch" in pending, pending
+    assert "pending reboot: driver/library mismatch" in pending, pending
+    assert "reboot is 'never' in the data" in pending
+    assert "GPU(s) visible inside a container" not in pending  # stopped before the check
+    assert int(on("cut -d. -f1 /proc/uptime")) >= uptime  # not rebooted
+    assert "Driver/library version mismatch" in on("nvidia-smi -L 2>&1 || true")

@@ -74,6 +74,18 @@ A = "sha256:" + "a" * 64
 REJECTIONS = [
     # (id, mutation, field named, words the expectation must contain)
     (
+        "GPU check image not in the lock",
+        set_in("gpu_check_image", "registry.test:5000/base/debian:12"),
+        "gpu_check_image",
+        "an image pinned in",
+    ),
+    (
+        "GPU check image with a floating tag",
+        set_in("gpu_check_image", "registry.test:5000/base/debian:latest"),
+        "gpu_check_image",
+        "floating tag 'latest'",
+    ),
+    (
         "floating tag in container",
         set_in("containers.dev-a.image", "registry.test:5000/ml/tf:latest"),
         "containers.dev-a.image",

@@ -37,3 +37,11 @@ TestDockerEngine = make_operation_tests(
     "docker_engine.docker_engine",
     OPERATIONS / "docker_engine.docker_engine",
 )
+TestRegistryLogins = make_operation_tests(
+    "tfenv.operations",
+    "registry_login.registry_logins",
+    OPERATIONS / "registry_login.registry_logins",
+)
+TestPinnedImage = make_operation_tests(
+    "tfenv.operations", "image.pinned_image", OPERATIONS / "image.pinned_image"
+)

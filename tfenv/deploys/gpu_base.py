@@ -1,7 +1,8 @@
-"""GPU host base: Docker engine, pinned NVIDIA driver, container toolkit, reboot if due.
+"""GPU host base: Docker engine, pinned NVIDIA driver, container toolkit, reboot if due,
+registry logins, and the proof: a container that sees the GPUs.
 
-One GpuHost fact read per host feeds every operation (one round trip); the
-reboot decision reads it again after the changes, at execution time.
+One GpuHost and one TfNode fact read per host feed every operation (two
+round trips); the reboot decision and the checks read again at execution time.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
+from tfenv.deploys.spec import registry_inputs
 from tfenv.facts.gpu import gpu_host
-from tfenv.model.spec import NodeSpec
+from tfenv.facts.tf_node import TfNodeState, tf_node
+from tfenv.model.spec import Driver, NodeSpec
 from tfenv.operations.container_toolkit import container_toolkit
 from tfenv.operations.docker_engine import docker_engine
+from tfenv.operations.gpu_check import gpus_in_container
+from tfenv.operations.image import pinned_image
 from tfenv.operations.nvidia_driver import driver_ready, nvidia_driver, reboot_reasons
+from tfenv.operations.registry_login import registry_logins
 
 REBOOT_TIMEOUT = 900  # seconds: a GPU server with DKMS and 8 GPUs can take minutes
 
@@ -25,7 +31,7 @@ def _repository(spec: NodeSpec, name: str) -> dict[str, str]:
 
 
 @deploy("GPU host base")
-def gpu_base(spec: NodeSpec) -> None:
+def gpu_base(spec: NodeSpec, node: TfNodeState | None = None) -> None:
     observed = gpu_host(host)
     if spec.docker_engine:
         engine = spec.docker_engine
@@ -53,9 +59,28 @@ def gpu_base(spec: NodeSpec) -> None:
             observed=observed,
             **_repository(spec, "nvidia_container_toolkit"),
         )
-    if not driver:
-        return
+    if driver:
+        _reboot_and_check(spec, driver)
+    node = node or tf_node(host)
+    logins, cas = registry_inputs(spec)
+    if logins or cas or node.sealed:
+        registry_logins(
+            name="Registry logins (credentials never leave root-only files)",
+            logins=logins,
+            ca_certificates=cas,
+            observed=node,
+        )
+    if spec.gpu_check_image and spec.image_lock:
+        check_image = spec.image_lock.images[spec.gpu_check_image].pinned
+        pinned_image(
+            name=f"Pull {spec.gpu_check_image} by digest", image=check_image, observed=node
+        )
+        gpus_in_container(
+            name="Check a container sees the GPUs", image=check_image, gpu_count=spec.gpu_count
+        )
 
+
+def _reboot_and_check(spec: NodeSpec, driver: Driver) -> None:
     def reboot_due() -> bool:
         # Read again now that packages changed: this runs at execution time.
         reasons = reboot_reasons(gpu_host(host), driver.version, driver.kernel_modules)

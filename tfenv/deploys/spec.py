@@ -9,6 +9,7 @@ from pyinfra.api.exceptions import DeployError
 
 from tfenv.model.load import load
 from tfenv.model.problems import SpecError, format_problems
+from tfenv.model.secrets import SecretUnavailable, SecretValue, read_secret
 from tfenv.model.spec import NodeSpec
 
 
@@ -20,3 +21,25 @@ def host_spec(host, base_dir: Path | None = None) -> NodeSpec:
         raise DeployError(
             f"{host.name}: invalid declared data:\n{format_problems(exc.problems)}"
         ) from None
+
+
+def secret_value(spec: NodeSpec, name: str, base_dir: Path | None = None) -> SecretValue:
+    """The value of the declared secret ``name`` (checked readable by ``host_spec``)."""
+    try:
+        return read_secret(name, spec.secrets[name], base_dir or Path(os.getcwd()))
+    except SecretUnavailable as exc:
+        raise DeployError(f"{spec.host}: {exc}") from None
+
+
+def registry_inputs(
+    spec: NodeSpec, base_dir: Path | None = None
+) -> tuple[dict[str, tuple[str, SecretValue]], dict[str, str]]:
+    """(logins, CA certificates) for :func:`tfenv.operations.registry_login.registry_logins`."""
+    base = base_dir or Path(os.getcwd())
+    logins, cas = {}, {}
+    for registry, declared in spec.registries.items():
+        logins[registry] = (declared.username, secret_value(spec, declared.password_secret, base))
+        if declared.ca_file:
+            path = Path(declared.ca_file)
+            cas[registry] = (path if path.is_absolute() else base / path).read_text()
+    return logins, cas

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 SMI_FIELDS = "index,name,uuid,memory.total,driver_version,persistence_mode,pci.bus_id"
 PACKAGE_PATTERNS = (
@@ -284,3 +284,24 @@ def gpu_host(host) -> GpuHostState:
     """``host``'s GpuHost fact as a GpuHostState (fixture tests inject it as JSON)."""
     data = host.get_fact(GpuHost)
     return data if isinstance(data, GpuHostState) else GpuHostState.from_json(data)
+
+
+class GpuInContainer(FactBase):
+    """
+    What ``nvidia-smi -L`` prints inside a throwaway container of ``image`` with
+    ``--gpus all``: ``{"rc": int, "lines": [...]}``. The image must be present
+    (``--pull never``) and the container gets no network.
+    """
+
+    def command(self, image: str) -> StringCommand:
+        return StringCommand(
+            "timeout", "120", "docker", "run", "--rm", "--pull", "never", "--network", "none",
+            "--gpus", "all", QuoteString(image), "nvidia-smi", "-L", "2>&1;", "echo", '"rc=$?"',
+        )  # fmt: skip
+
+    def process(self, output: list[str]) -> dict:
+        rc = -1
+        if output and output[-1].startswith("rc="):
+            rc = int(output[-1][3:]) if output[-1][3:].isdigit() else -1
+            output = output[:-1]
+        return {"rc": rc, "lines": [line for line in output if line.strip()]}

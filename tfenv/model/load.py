@@ -49,6 +49,7 @@ class DeclaredData(Strict):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     nfs_mounts: dict[str, NfsMount] = Field(default_factory=dict)
     containers: dict[str, Container] = Field(default_factory=dict)
+    gpu_check_image: str | None = None
 
 
 TFENV_KEYS = frozenset(DeclaredData.model_fields)
@@ -186,20 +187,11 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
                     f"no file at {ca_path}",
                 )
 
+    if declared.gpu_check_image is not None:
+        yield from _check_locked_image(host, "gpu_check_image", declared.gpu_check_image, lock)
     for name, container in declared.containers.items():
         where = f"containers.{name}"
-        why = pinned_tag_problem(container.image)
-        if why:
-            yield Problem(host, f"{where}.image", why, _short(container.image))
-        elif lock is None:
-            yield Problem(host, "image_lock", f"a lock file path, since {where} uses an image")
-        elif lock.get(container.image) is None:
-            yield Problem(
-                host,
-                f"{where}.image",
-                f"an image pinned in {lock.path.name} (run: tfenv lock)",
-                _short(container.image),
-            )
+        yield from _check_locked_image(host, f"{where}.image", container.image, lock)
         for index, secret in enumerate(container.secrets):
             yield from secret_exists(f"{where}.secrets[{index}]", secret)
         if container.jupyter:
@@ -216,6 +208,18 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
             )
         yield from _check_gpus(host, where, container, declared.gpu_count)
     yield from _check_ports(host, declared.containers)
+
+
+def _check_locked_image(host: str, field: str, image: str, lock: ImageLock | None):
+    why = pinned_tag_problem(image)
+    if why:
+        yield Problem(host, field, why, _short(image))
+    elif lock is None:
+        yield Problem(host, "image_lock", f"a lock file path, since {field} names an image")
+    elif lock.get(image) is None:
+        yield Problem(
+            host, field, f"an image pinned in {lock.path.name} (run: tfenv lock)", _short(image)
+        )
 
 
 def _check_names(host: str, declared: DeclaredData):

@@ -288,3 +288,6 @@ class NodeSpec(Strict):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     nfs_mounts: dict[str, NfsMount] = Field(default_factory=dict)
     containers: dict[str, Container] = Field(default_factory=dict)
+    # name:tag of a small image (pinned in the lock) that proves GPUs are
+    # visible inside a container: `docker run --gpus all IMAGE nvidia-smi -L`.
+    gpu_check_image: str | None = None

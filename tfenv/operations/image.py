@@ -1,0 +1,51 @@
+"""Images pulled by digest only, through tfenv's registry logins."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+
+from tfenv.facts.tf_node import TfNodeState, tf_node
+from tfenv.images.reference import DIGEST_RE
+from tfenv.operations.registry_login import DOCKER_CONFIG_DIR
+
+
+def pull_command(pinned: str) -> StringCommand:
+    """Pull ``name@sha256:...`` and prove the local image carries that digest."""
+    ref = QuoteString(pinned)
+    return StringCommand(
+        "docker", "--config", DOCKER_CONFIG_DIR, "pull", "-q", ref, ">/dev/null", "&&",
+        "docker", "image", "inspect", "--format", "'{{range .RepoDigests}}{{println .}}{{end}}'",
+        ref, "|", "grep", "-qxF", ref,
+        "||", "{", "echo", QuoteString(
+            f"tfenv: could not pull {pinned}: is the registry up, and is its login in "
+            "'registries' right? Running containers were left as they are."
+        ), ">&2;", "exit", "1;", "}",
+    )  # fmt: skip
+
+
+@operation()
+def pinned_image(image: str, observed: TfNodeState | None = None):
+    """
+    Have the image ``name@sha256:...`` on the host, pulled by digest.
+
+    + image: a pinned reference (from the lock: ``LockedImage.pinned``)
+    + observed: the host's :class:`~tfenv.facts.tf_node.TfNodeState`, if already read
+
+    A pull by digest makes Docker verify every byte against it; tfenv then
+    checks the local image carries that digest. Tags are never pulled.
+
+    **Example:**
+
+    .. code:: python
+
+        pinned_image(name="Pull TF 2.17", image="registry.example/ml/tf@sha256:...")
+    """
+    name, _, digest = image.partition("@")
+    if not name or not DIGEST_RE.match(digest):
+        raise OperationError(f"image {image!r}: expected NAME@sha256:<64 hex> (from the lock)")
+    state = observed or tf_node(host)
+    if state.has_image(image):
+        host.noop(f"{image} is present")
+        return
+    yield pull_command(image)
