@@ -23,13 +23,14 @@ demo: setup
 	$(BIN)/tfenv lab up --hosts 3
 	@echo "==> Validating the lab's declared state (GPU simulators, registry, image lock)"
 	$(BIN)/tfenv validate inventories/lab.py
-	@echo "==> GPU host base on every lab host: Docker, pinned NVIDIA driver (reboot when due), toolkit"
-	$(BIN)/pyinfra -y inventories/lab.py deploys/gpu_base.py
+	@echo "==> TF node on every lab host: GPU base (Docker, pinned driver, reboot when due, toolkit),"
+	@echo "    registry login, NFS checkpoints, secret files, the dev container, a health check each"
+	$(BIN)/pyinfra -y inventories/lab.py deploys/tf_node.py
 	@echo "==> Again: nothing left to change"
-	$(BIN)/pyinfra -y inventories/lab.py deploys/gpu_base.py
-	@echo
-	@echo "Not built yet: tf_node's container steps (registry login, images, secrets, NFS,"
-	@echo "dev containers), so the demo stops here. tfenv lab down removes the lab."
+	$(BIN)/pyinfra -y inventories/lab.py deploys/tf_node.py
+	@echo "==> Reaching the dev containers (SSH as researcher, Jupyter with its token)"
+	$(BIN)/tfenv lab access
+	@echo "tfenv lab down removes the lab."
 
 lint: setup
 	$(BIN)/ruff check .

@@ -2,21 +2,15 @@
 
     pyinfra inventories/gpu.py deploys/tf_node.py
 
-Thin on purpose: load this host's spec (validated; errors name host and
-field), then hand it to the library's deploys.
+Thin on purpose: load this host's spec (validated before any host is
+touched; errors name host and field), then hand it to the library's deploy:
+GPU host base, registry logins, NFS mounts, secret files, pinned images,
+containers, and a health check per container.
 """
 
 from pyinfra import host
-from pyinfra.api.exceptions import DeployError
 
 from tfenv.deploys.spec import host_spec
+from tfenv.deploys.tf_node import tf_node_deploy
 
-spec = host_spec(host)
-
-# The TF node steps (registry login, images, secrets, NFS, containers) are not
-# built yet; refusing beats a run that claims success while doing half.
-raise DeployError(
-    f"{host.name}: declared data is valid, but tf_node's container steps are not "
-    "implemented yet (issue 6). The GPU host base is: pyinfra INVENTORY "
-    "deploys/gpu_base.py. Nothing was changed."
-)
+tf_node_deploy(host_spec(host))

@@ -45,6 +45,8 @@ if _state is not None:
             "username": _registry["username"],
             "password_secret": "lab_registry_password",
             "ca_file": _registry["ca_file"],
+            # tfenv lock runs here, where the registry is published on 127.0.0.1.
+            "endpoint": f"https://{_registry['local']}",
         },
     }
 

@@ -45,3 +45,6 @@ TestRegistryLogins = make_operation_tests(
 TestPinnedImage = make_operation_tests(
     "tfenv.operations", "image.pinned_image", OPERATIONS / "image.pinned_image"
 )
+TestNfsMount = make_operation_tests(
+    "tfenv.operations", "nfs_mount.nfs_mount", OPERATIONS / "nfs_mount.nfs_mount"
+)

@@ -82,6 +82,56 @@ def _limited(inventory, limits: tuple[str, ...]) -> list:
     return chosen
 
 
+@main.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if a tag moved or is missing.")
+def lock(inventory: str, check: bool) -> None:
+    """Resolve every pinned image tag of INVENTORY against its registry and
+    (re)write the lock file(s) with their digests.
+
+    Images: the declared containers' and gpu_check_image, plus every entry
+    already in the lock. Registry logins and CAs come from the declared data.
+    """
+    from tfenv.images.lock import dump_lock
+    from tfenv.images.locking import lock_changes, plan_locks, resolve_plan
+    from tfenv.model.inventory import load_inventory
+
+    base = Path(os.getcwd())
+    try:
+        hosts = list(load_inventory(inventory, base))
+    except Exception as exc:
+        _fail(f"could not load {inventory}: {type(exc).__name__}: {exc}")
+    plans, problems = plan_locks(hosts, base)
+    if problems:
+        click.echo("\n".join(problems), err=True)
+        _fail(f"{inventory}: fix the data above first (tfenv validate shows every field)")
+    moved = 0
+    for path, plan in sorted(plans.items()):
+        click.echo(f"Resolving {len(plan.images)} image(s) for {path} ...", err=True)
+        resolved, failures = resolve_plan(plan, lambda line: click.echo(line, err=True))
+        if failures:
+            click.echo("\n".join(failures), err=True)
+            _fail(f"{path}: {len(failures)} image(s) could not be resolved; the lock is unchanged")
+        changes = lock_changes(path, resolved)
+        moved += len(changes)
+        for line in changes:
+            click.echo(f"  {line}")
+        if check:
+            continue
+        if changes or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(path.suffix + ".tmp")
+            temporary.write_text(dump_lock(resolved))
+            temporary.replace(path)  # never a half-written lock
+            click.echo(f"{path}: written ({len(changes)} change(s))")
+        else:
+            click.echo(f"{path}: up to date")
+    if check and moved:
+        _fail(f"{moved} tag(s) differ from the lock; run: tfenv lock {inventory}")
+    if check:
+        click.echo("Every tag matches the lock.")
+
+
 @main.group()
 def secrets() -> None:
     """Manage the secret files an inventory refers to (values are never printed)."""
@@ -228,6 +278,44 @@ def lab_status(name: str, directory: str) -> None:
     _echo_registry(state)
     if not all(row["answers"] for row in rows):
         _fail("Some lab containers do not answer: run tfenv lab up to repair them.")
+
+
+@lab.command("access")
+@click.option(
+    "--container-port",
+    default=2222,
+    show_default=True,
+    help="The dev container's SSH port on the host.",
+)
+@click.option("--jupyter-port", default=8888, show_default=True, help="Jupyter's port on the host.")
+@lab_options
+def lab_access(container_port: int, jupyter_port: int, name: str, directory: str) -> None:
+    """How to reach each lab host's dev container: SSH (through the lab host) and Jupyter.
+
+    Lab hosts publish only their own SSH on 127.0.0.1; the dev container's
+    ports live on the lab host, so both go through it. The Jupyter token is
+    read from its file by your shell; it is never printed here.
+    """
+    from tfenv.lab import fleet
+
+    the_lab = _lab(name, directory)
+    if not the_lab.state_file.exists():
+        _fail(f"Lab {name!r} is not up. Start it: tfenv lab up")
+    state = fleet.LabState.read(the_lab.state_file)
+    token = state.secrets.get("jupyter_token_dev", "")
+    for number, host in enumerate(state.hosts):
+        hop = (
+            f"ssh -i {state.key} -o UserKnownHostsFile={state.known_hosts} -p {host.port} "
+            f"{state.user}@127.0.0.1"
+        )
+        local = jupyter_port + 10 + number
+        click.echo(f"{host.name}:")
+        click.echo(
+            f"  ssh:     ssh -i {state.key} -o ProxyCommand='{hop} -W %h:%p' "
+            f"-p {container_port} researcher@127.0.0.1"
+        )
+        click.echo(f"  jupyter: {hop} -N -L {local}:127.0.0.1:{jupyter_port} &")
+        click.echo(f'           then open http://127.0.0.1:{local}/lab?token="$(cat {token})"')
 
 
 @lab.command("down")

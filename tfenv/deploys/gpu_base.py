@@ -12,7 +12,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tfenv.deploys.spec import registry_inputs
-from tfenv.facts.gpu import gpu_host
+from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.model.spec import Driver, NodeSpec
 from tfenv.operations.container_toolkit import container_toolkit
@@ -31,8 +31,10 @@ def _repository(spec: NodeSpec, name: str) -> dict[str, str]:
 
 
 @deploy("GPU host base")
-def gpu_base(spec: NodeSpec, node: TfNodeState | None = None) -> None:
-    observed = gpu_host(host)
+def gpu_base(
+    spec: NodeSpec, node: TfNodeState | None = None, observed: GpuHostState | None = None
+) -> None:
+    observed = observed or gpu_host(host)
     if spec.docker_engine:
         engine = spec.docker_engine
         docker_engine(

@@ -88,7 +88,7 @@ class ObservedContainer:
     user: str = ""
     hostname: str = ""
     ports: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    binds: list[str] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # HostConfig.Mounts (--mount)
     device_requests: list[dict[str, Any]] = field(default_factory=list)
     shm_size: int = 0
     ulimits: list[dict[str, Any]] = field(default_factory=list)
@@ -166,7 +166,15 @@ def reduce_inspect(entry: dict[str, Any]) -> ObservedContainer:
             ]
             for port, bindings in (host_config.get("PortBindings") or {}).items()
         },
-        binds=list(host_config.get("Binds") or []),
+        mounts=[
+            {
+                "Type": m.get("Type", ""),
+                "Source": m.get("Source", ""),
+                "Target": m.get("Target", ""),
+                "ReadOnly": bool(m.get("ReadOnly")),
+            }
+            for m in (host_config.get("Mounts") or [])
+        ],
         device_requests=[
             {
                 "Driver": r.get("Driver", ""),

@@ -62,8 +62,11 @@ class RegistryClient:
         username: str | None = None,
         password: SecretValue | None = None,
         ca_file: str | Path | None = None,
+        endpoint: str | None = None,
     ):
         self.host = host
+        # Where this machine reaches the registry, when not at its name (a tunnel, the lab).
+        self.base_url = (endpoint or f"https://{host}").rstrip("/")
         self._username = username
         self._password = password
         self._context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -119,7 +122,7 @@ class RegistryClient:
 
     def request(self, method: str, path: str, repository: str, headers: dict[str, str]):
         """One request, logging in (basic or bearer) when the registry asks for it."""
-        url = f"https://{self.host}{path}"
+        url = f"{self.base_url}{path}"
         for attempt in range(2):
             request = urllib.request.Request(url, method=method, headers=headers)
             if self._auth:

@@ -93,6 +93,12 @@ def _gpus(value: object) -> object:
     raise ValueError("'all', a GPU count (1 or more) or a list of GPU indices such as [0, 1]")
 
 
+def _https(value: str) -> str:
+    if not re.match(r"^https://[^\s/]+/?$", value):
+        raise ValueError("an https://HOST[:PORT] address")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -142,6 +148,9 @@ class Registry(Strict):
     username: str = Field(min_length=1)
     password_secret: SecretName
     ca_file: str | None = None
+    # Where the control machine reaches the registry for `tfenv lock`, when not
+    # at https://NAME (an SSH tunnel, the lab's 127.0.0.1 port). Hosts always use NAME.
+    endpoint: Annotated[str, AfterValidator(_https)] | None = None
 
 
 class NfsMount(Strict):

@@ -1,0 +1,145 @@
+"""After a deploy: does each container really work? One ``docker exec`` per container.
+
+Inside the container a small Python program checks sshd's banner, Jupyter
+with its token (read from the secret file, so it never reaches a command
+line) and without it (refused), the GPUs ``nvidia-smi -L`` lists, and a
+real TensorFlow op. Outside, Docker's own state and health.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra import host, logger
+from pyinfra.api import FactBase, QuoteString, StringCommand, operation
+
+from tfenv.operations.failure import fail_host
+
+PROBE = r"""
+import json, os, socket, subprocess, sys, time, urllib.error, urllib.request
+out = {}
+def retry(check, seconds=90):
+    deadline = time.time() + seconds
+    while True:
+        try:
+            return check()
+        except Exception as exc:
+            if time.time() > deadline:
+                return f"error: {type(exc).__name__}: {exc}"[:200]
+            time.sleep(1)
+def sshd():
+    with socket.create_connection(("127.0.0.1", 22), 5) as s:
+        banner = s.recv(64)
+    if not banner.startswith(b"SSH-2.0"):
+        raise ValueError("no SSH banner")
+    return "ok"
+out["sshd"] = retry(sshd)
+token_file = os.environ.get("JUPYTER_TOKEN_FILE")
+if token_file:
+    url = f"http://127.0.0.1:{os.environ.get('JUPYTER_PORT', '8888')}/api/status"
+    def jupyter():
+        with open(token_file) as f:
+            token = f.read().strip()
+        request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+        urllib.request.urlopen(request, timeout=5).read()
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return "answers WITHOUT the token"
+        except urllib.error.HTTPError as exc:
+            return "ok" if exc.code in (401, 403) else f"without the token: HTTP {exc.code}"
+    out["jupyter"] = retry(jupyter)
+try:
+    smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    out["gpus"] = sum(line.startswith("GPU ") for line in smi.stdout.splitlines())
+except (OSError, subprocess.SubprocessError):
+    out["gpus"] = 0
+tf = subprocess.run(
+    [sys.executable, "-c", "import tensorflow as tf; "
+     "print(float(tf.reduce_sum(tf.matmul([[1.0, 2.0]], [[3.0], [4.0]]))))"],
+    capture_output=True, text=True, timeout=300,
+)
+lines = (tf.stdout.strip() or tf.stderr.strip() or "no output").splitlines()
+out["tensorflow"] = "ok" if tf.returncode == 0 and lines[-1] == "11.0" else lines[-1][:200]
+print("TFENV-PROBE " + json.dumps(out))
+"""
+
+
+class ContainerHealth(FactBase):
+    """Docker's state and health of ``container`` (waiting while it is starting),
+    then the in-container probe's results."""
+
+    def command(self, container: str) -> StringCommand:
+        ref = QuoteString(container)
+        fmt = "'{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}'"
+        return StringCommand(
+            "for i in $(seq 90); do", "s=$(docker inspect --format", fmt, ref, "2>&1);",
+            'case "$s" in *starting*) sleep 1;; *) break;; esac; done;',
+            'echo "TFENV-STATE $s";', "docker", "exec", ref, "python3", "-c",
+            QuoteString(PROBE), "2>&1", "|", "tail", "-n", "5",
+        )  # fmt: skip
+
+    def process(self, output: list[str]) -> dict:
+        result: dict = {"state": "", "probe": None, "output": output[-3:]}
+        for line in output:
+            if line.startswith("TFENV-STATE "):
+                result["state"] = line[len("TFENV-STATE ") :].strip()
+            elif line.startswith("TFENV-PROBE "):
+                result["probe"] = json.loads(line[len("TFENV-PROBE ") :])
+        return result
+
+
+def problems(result: dict, gpus: int | None, jupyter: bool) -> list[str]:
+    """What is wrong with one container, from :class:`ContainerHealth`'s result."""
+    found = []
+    state = result["state"].split()
+    if state[:1] != ["running"]:
+        found.append(f"not running (docker says: {result['state'] or 'nothing'})")
+    elif len(state) > 1 and state[1] != "healthy":
+        found.append(f"Docker health is {state[1]}")
+    probe = result["probe"]
+    if probe is None:
+        said = " / ".join(result["output"]) or "no output"
+        return [*found, f"the in-container probe did not run ({said[:300]})"]
+    if probe.get("sshd") != "ok":
+        found.append(f"sshd: {probe.get('sshd')}")
+    if jupyter and probe.get("jupyter") != "ok":
+        found.append(f"Jupyter: {probe.get('jupyter')}")
+    if gpus is not None and probe.get("gpus") != gpus:
+        found.append(f"{probe.get('gpus')} GPU(s) visible inside, {gpus} declared")
+    if probe.get("tensorflow") != "ok":
+        found.append(f"a TensorFlow op failed: {probe.get('tensorflow')}")
+    return found
+
+
+@operation()
+def container_health(container: str, gpus: int | None = None, jupyter: bool = False):
+    """
+    Fail the host unless ``container`` runs, is healthy, and its services answer.
+
+    + container: the container's name
+    + gpus: how many GPUs must be visible inside (``None``: not checked)
+    + jupyter: whether Jupyter must answer with its token (and refuse without)
+
+    Checked when the deploy runs, never while planning; changes nothing.
+
+    **Example:**
+
+    .. code:: python
+
+        container_health(name="Health of dev", container="dev", gpus=8, jupyter=True)
+    """
+    if not host.state.is_executing:
+        host.noop("checked when the deploy runs")
+        return
+    result = host.get_fact(ContainerHealth, container=container)
+    found = problems(result, gpus, jupyter)
+    if found:
+        yield fail_host(f"container {container}: {'; '.join(found)}. See: docker logs {container}")
+        return
+    probe = result["probe"]
+    parts = [f"{container}: running, healthy", "sshd answers"]
+    if jupyter:
+        parts.append("Jupyter answers with the token only")
+    parts += [f"{probe['gpus']} GPU(s) inside", "TensorFlow op ok"]
+    host.log_styled(", ".join(parts), fg="green", log_func=logger.info)
+    host.noop(", ".join(parts))
