@@ -24,3 +24,6 @@ def test_gpu_host_command_prints_every_section_it_parses() -> None:
     printed |= {"smi-rc"}  # printed after nvidia-smi's exit code is saved
     assert set(SECTIONS) <= printed
     assert GpuHost().command() == SCRIPT  # one script: one round trip per host
+
+
+TestTfNode = make_fact_tests("tfenv.facts", "tf_node.TfNode", FACTS / "tf_node.TfNode")
