@@ -60,8 +60,8 @@ def test_the_spec_that_created_it_has_no_drift() -> None:
         ({"gpus": 1}, "gpus", "count 1", "all"),
         ({"env": {"EXPERIMENT": "lr-0.1"}}, "env: EXPERIMENT", "EXPERIMENT=lr-0.1",
          "EXPERIMENT=(unset)"),
-        ({"checkpoints": {"nfs": "checkpoints", "path": "/ckpt"}}, "env: TFENV_CHECKPOINTS",
-         "/ckpt", "/checkpoints"),
+        ({"checkpoints": {"nfs": "checkpoints", "path": "/ckpt"}}, "mounts",
+         "/mnt/checkpoints/dev:/ckpt:False", "/mnt/checkpoints/dev:/checkpoints:False"),
         ({"shm_size": "2g"}, "shm_size", "2147483648", "1073741824"),
         ({"restart": "always"}, "restart", "always", "unless-stopped"),
         ({"labels": {"team": "vision"}}, "labels: team", "team=vision", "team=(unset)"),
@@ -79,7 +79,7 @@ def test_one_change_is_reported_as_that_field(changes, field, declared, running)
 
 def test_a_moved_mount_is_a_mounts_difference() -> None:
     found = drift(desired(checkpoints={"nfs": "checkpoints", "path": "/ckpt"}), OBSERVED)
-    assert [d.field for d in found] == ["env: TFENV_CHECKPOINTS", "mounts"]
+    assert [d.field for d in found] == ["mounts"]
 
 
 def test_a_new_digest_is_an_image_difference_only() -> None:

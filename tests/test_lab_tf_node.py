@@ -119,7 +119,10 @@ def test_each_change_recreates_the_container_and_names_the_field(node, test_lab:
         ("mounts", {"containers.dev": {"checkpoints": {"nfs": "checkpoints", "path": "/ckpt"}}}),
         ("secrets", {"secrets": {"jupyter_token_dev": {"file": str(token2)}}}),
     ]  # fmt: skip
-    for field, changes in cases:
+    changes: dict[str, dict] = {}
+    for field, change in cases:  # cumulative: each step differs from the last in one field
+        for section, update in change.items():
+            changes[section] = {**changes.get(section, {}), **update}
         before = container(state)["Id"]
         output = deploy(test_lab, host, changes=changes)
         assert "dev: recreating, 1 field(s) differ:" in output, (field, output)

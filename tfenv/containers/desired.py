@@ -124,7 +124,6 @@ def desired_container(
         mount_point = nfs_mounts[container.checkpoints.nfs].mount_point.rstrip("/")
         checkpoint_source = f"{mount_point}/{name}"
         mounts.append(Mount(checkpoint_source, container.checkpoints.path, False))
-        env["TFENV_CHECKPOINTS"] = container.checkpoints.path
     env.update(container.env)  # the user's values win over tfenv's defaults
     digest = hashlib.sha256(
         "\n".join(f"{s}={seals[s]}" for s in sorted(secrets)).encode()
