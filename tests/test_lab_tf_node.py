@@ -129,7 +129,7 @@ def test_each_change_recreates_the_container_and_names_the_field(node, test_lab:
         assert f"      {field} (declared" in output, (field, output)
         after = container(state)
         assert after["Id"] != before and after["State"]["Running"], field
-        target = "/ckpt" if field == "mounts" else "/checkpoints"
+        target = "/ckpt" if "checkpoints" in changes.get("containers.dev", {}) else "/checkpoints"
         kept = ok_on_host(state, HOST, f"sudo docker exec dev cat {target}/step-1")
         assert kept.strip() == "kept", field
         again = deploy(test_lab, host, changes=changes)
@@ -209,4 +209,4 @@ def test_no_secret_value_leaks_at_any_verbosity(node, test_lab: Lab) -> None:
 
 
 def leak_on_purpose(lab: Lab, host: str) -> str:
-    return pyinfra_on_lab(lab, "-v", "--limit", host, "tests/lab_deploys/leak_on_purpose.py")
+    return pyinfra_on_lab(lab, "-vvv", "--limit", host, "tests/lab_deploys/leak_on_purpose.py")
