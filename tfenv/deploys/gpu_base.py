@@ -35,6 +35,7 @@ def gpu_base(
     spec: NodeSpec, node: TfNodeState | None = None, observed: GpuHostState | None = None
 ) -> None:
     observed = observed or gpu_host(host)
+    changers = []  # operations after which the host must be read again
     if spec.docker_engine:
         engine = spec.docker_engine
         docker_engine(
@@ -46,23 +47,27 @@ def gpu_base(
         )
     driver = spec.nvidia_driver
     if driver:
-        nvidia_driver(
-            name=f"NVIDIA driver {driver.version} ({driver.kernel_modules} modules)",
-            version=driver.version,
-            kernel_modules=driver.kernel_modules,
-            persistence_mode=driver.persistence_mode,
-            observed=observed,
-            **_repository(spec, "cuda"),
+        changers.append(
+            nvidia_driver(
+                name=f"NVIDIA driver {driver.version} ({driver.kernel_modules} modules)",
+                version=driver.version,
+                kernel_modules=driver.kernel_modules,
+                persistence_mode=driver.persistence_mode,
+                observed=observed,
+                **_repository(spec, "cuda"),
+            )
         )
     if spec.container_toolkit:
-        container_toolkit(
-            name=f"NVIDIA container toolkit {spec.container_toolkit.version}",
-            version=spec.container_toolkit.version,
-            observed=observed,
-            **_repository(spec, "nvidia_container_toolkit"),
+        changers.append(
+            container_toolkit(
+                name=f"NVIDIA container toolkit {spec.container_toolkit.version}",
+                version=spec.container_toolkit.version,
+                observed=observed,
+                **_repository(spec, "nvidia_container_toolkit"),
+            )
         )
     if driver:
-        _reboot_and_check(spec, driver)
+        _reboot_and_check(spec, driver, CurrentState(observed, changers))
     node = node or tf_node(host)
     logins, cas = registry_inputs(spec)
     if logins or cas or node.sealed:
@@ -82,19 +87,35 @@ def gpu_base(
         )
 
 
-def _reboot_and_check(spec: NodeSpec, driver: Driver) -> None:
+class CurrentState:
+    """The host's GpuHostState while the deploy executes: the planning read, unless an
+    operation since changed the host (then one fresh read). Saves two round trips per
+    host on a run that changes nothing."""
+
+    def __init__(self, planned: GpuHostState, changers: list) -> None:
+        self.planned, self.changers = planned, changers
+
+    def __call__(self) -> GpuHostState:
+        if any(op.did_change() for op in self.changers):
+            self.planned, self.changers = gpu_host(host), []
+        return self.planned
+
+
+def _reboot_and_check(spec: NodeSpec, driver: Driver, current: CurrentState) -> None:
     def reboot_due() -> bool:
-        # Read again now that packages changed: this runs at execution time.
-        reasons = reboot_reasons(gpu_host(host), driver.version, driver.kernel_modules)
+        # Runs at execution time, after the package operations.
+        reasons = reboot_reasons(current(), driver.version, driver.kernel_modules)
         if reasons and driver.reboot == "if-needed":
             logger.info(f"{host.name}: rebooting: {'; '.join(reasons)}")
             return True
         return False
 
-    server.reboot(
-        name="Reboot for the NVIDIA driver (only when due)",
-        reboot_timeout=REBOOT_TIMEOUT,
-        _if=reboot_due,
+    current.changers.append(
+        server.reboot(
+            name="Reboot for the NVIDIA driver (only when due)",
+            reboot_timeout=REBOOT_TIMEOUT,
+            _if=reboot_due,
+        )
     )
     driver_ready(
         name="Check the NVIDIA driver answers",
@@ -102,4 +123,5 @@ def _reboot_and_check(spec: NodeSpec, driver: Driver) -> None:
         gpu_count=spec.gpu_count,
         reboot=driver.reboot,
         kernel_modules=driver.kernel_modules,
+        current=current,
     )

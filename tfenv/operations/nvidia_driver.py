@@ -11,6 +11,8 @@ Whether a reboot is due is :func:`reboot_reasons`; the deploy acts on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
@@ -176,6 +178,7 @@ def driver_ready(
     gpu_count: int | None = None,
     reboot: str = "if-needed",
     kernel_modules: str | None = None,
+    current: Callable[[], GpuHostState] | None = None,
 ):
     """
     Fail the host unless ``nvidia-smi`` answers with driver ``version`` (and ``gpu_count`` GPUs).
@@ -184,6 +187,7 @@ def driver_ready(
     + gpu_count: the declared number of GPUs, if any
     + reboot: the data's reboot policy, for the message (``never`` or ``if-needed``)
     + kernel_modules: the declared flavour (open or proprietary), checked when given
+    + current: gives the host's state at execution time (default: read the fact)
 
     Checked when the deploy runs (after installs and reboots), never while planning.
 
@@ -196,7 +200,7 @@ def driver_ready(
     if not host.state.is_executing:
         host.noop("checked when the deploy runs")
         return
-    state = gpu_host(host)
+    state = current() if current else gpu_host(host)
     reasons = reboot_reasons(state, version, kernel_modules)
     if reasons:
         hint = (
