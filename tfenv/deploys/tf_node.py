@@ -16,7 +16,7 @@ from tfenv.deploys.spec import secret_value
 from tfenv.facts.gpu import gpu_host
 from tfenv.facts.tf_node import tf_node
 from tfenv.model.spec import Container, NodeSpec
-from tfenv.operations.container_health import container_health
+from tfenv.operations.container_health import container_health, node_summary
 from tfenv.operations.nfs_mount import nfs_mount
 from tfenv.operations.sealed_file import seal_of
 from tfenv.operations.tf_container import container_files, tf_container
@@ -79,6 +79,14 @@ def tf_node_deploy(spec: NodeSpec) -> None:
             gpus=_gpus_inside(container, spec.gpu_count),
             jupyter=container.jupyter is not None,
         )
+    node_summary(
+        name="Summary",
+        lines=[
+            f"driver {spec.nvidia_driver.version}" if spec.nvidia_driver else "no driver declared",
+            f"{spec.gpu_count} GPU(s)" if spec.gpu_count is not None else "GPUs not counted",
+            *(f"{name}: {c.image}" for name, c in sorted(spec.containers.items())),
+        ],
+    )
     undeclared = sorted(set(node.containers) - set(spec.containers))
     for name in undeclared:
         logger.warning(

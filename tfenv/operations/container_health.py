@@ -143,3 +143,21 @@ def container_health(container: str, gpus: int | None = None, jupyter: bool = Fa
     parts += [f"{probe['gpus']} GPU(s) inside", "TensorFlow op ok"]
     host.log_styled(", ".join(parts), fg="green", log_func=logger.info)
     host.noop(", ".join(parts))
+
+
+@operation()
+def node_summary(lines: list[str]):
+    """
+    Say, once every check before it passed, what the host now runs (one line per host).
+
+    + lines: what to say (driver, GPUs, containers and their images)
+
+    **Example:**
+
+    .. code:: python
+
+        node_summary(name="Summary", lines=["driver 550.127.05", "dev: registry/tf:2.17"])
+    """
+    if host.state.is_executing:
+        host.log_styled(f"TF node ready: {'; '.join(lines)}", fg="green", log_func=logger.info)
+    host.noop("summary")
