@@ -94,10 +94,16 @@ class CurrentState:
 
     def __init__(self, planned: GpuHostState, changers: list) -> None:
         self.planned, self.changers = planned, changers
+        self._seen: set[int] = set()  # changes already reflected in ``planned``
 
     def __call__(self) -> GpuHostState:
-        if any(op.did_change() for op in self.changers):
-            self.planned, self.changers = gpu_host(host), []
+        # Only operations that already ran (the reboot's own _if runs before it does).
+        changed = {
+            id(op) for op in self.changers if op.is_complete() and op.did_change()
+        } - self._seen
+        if changed:
+            self.planned = gpu_host(host)
+            self._seen |= changed
         return self.planned
 
 
