@@ -16,12 +16,13 @@ from dataclasses import asdict, dataclass, field
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from tfenv.facts.sections import MARK, read_state, split_sections
+
 SMI_FIELDS = "index,name,uuid,memory.total,driver_version,persistence_mode,pci.bus_id"
 PACKAGE_PATTERNS = (
     "nvidia-*", "libnvidia-*", "cuda-drivers*", "cuda-keyring", "linux-headers-*",
     "docker.io", "docker-ce", "docker-ce-cli", "containerd*", "nfs-common",
 )  # fmt: skip
-MARK = "### tfenv:"
 SECTIONS = (
     "os", "kernel", "smi", "smi-rc", "module", "nouveau-loaded", "nouveau-blacklisted",
     "secureboot", "packages", "holds", "daemon-json", "docker-runtimes", "toolkit",
@@ -132,18 +133,6 @@ class GpuHostState:
         return package.version if package and package.installed else None
 
 
-def _sections(lines: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {name: [] for name in SECTIONS}
-    current = None
-    for line in lines:
-        if line.startswith(MARK):
-            current = line[len(MARK) :].strip()
-            out.setdefault(current, [])
-        elif current is not None:
-            out[current].append(line)
-    return out
-
-
 def _os_release(lines: list[str]) -> dict[str, str]:
     values = {}
     for line in lines:
@@ -160,7 +149,7 @@ NVML_RE = re.compile(r"^NVML library version: (\S+)")
 
 
 def parse(lines: list[str]) -> GpuHostState:
-    sections = _sections(lines)
+    sections = split_sections(lines, SECTIONS)
     release = _os_release(sections["os"])
     state = GpuHostState(
         os_id=release.get("ID", ""),
@@ -282,8 +271,7 @@ class GpuHost(FactBase):
 
 def gpu_host(host) -> GpuHostState:
     """``host``'s GpuHost fact as a GpuHostState (fixture tests inject it as JSON)."""
-    data = host.get_fact(GpuHost)
-    return data if isinstance(data, GpuHostState) else GpuHostState.from_json(data)
+    return read_state(host, GpuHost, GpuHostState)
 
 
 class GpuInContainer(FactBase):

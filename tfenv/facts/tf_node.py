@@ -24,7 +24,8 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-MARK = "### tfenv:"
+from tfenv.facts.sections import MARK, read_state, split_sections
+
 MANAGED_LABEL = "tfenv.managed"
 SEAL_SUFFIX = ".tfenv-seal"
 TFENV_ETC = "/etc/tfenv"
@@ -126,18 +127,6 @@ class TfNodeState:
         return pinned in self.images
 
 
-def _sections(lines: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {name: [] for name in SECTIONS}
-    current = None
-    for line in lines:
-        if line.startswith(MARK):
-            current = line[len(MARK) :].strip()
-            out.setdefault(current, [])
-        elif current is not None:
-            out[current].append(line)
-    return out
-
-
 def reduce_inspect(entry: dict[str, Any]) -> ObservedContainer:
     """The fields tfenv compares, from one ``docker inspect`` entry."""
     config = entry.get("Config") or {}
@@ -193,7 +182,7 @@ def reduce_inspect(entry: dict[str, Any]) -> ObservedContainer:
 
 
 def parse(lines: list[str]) -> TfNodeState:
-    sections = _sections(lines)
+    sections = split_sections(lines, SECTIONS)
     state = TfNodeState(docker=(sections["docker"] or ["absent"])[0].strip() or "absent")
     for line in sections["sealed"]:
         parts = line.split("\t")
@@ -249,6 +238,5 @@ class TfNode(FactBase):
 
 
 def tf_node(host) -> TfNodeState:
-    """``host``'s TfNode fact (fixture tests inject it as JSON)."""
-    data = host.get_fact(TfNode)
-    return data if isinstance(data, TfNodeState) else TfNodeState.from_json(data)
+    """``host``'s TfNode fact as a TfNodeState (fixture tests inject it as JSON)."""
+    return read_state(host, TfNode, TfNodeState)
