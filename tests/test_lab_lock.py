@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from lab_fixtures import REPO
 
+from tfenv.images.lock import read_lock
 from tfenv.lab.fleet import Lab
 from tfenv.lab.images import BASE_IMAGE
 
@@ -37,8 +38,8 @@ def push(lab: Lab, local_port: str, image: str) -> None:
 
 
 def locked_digest(state) -> str:
-    text = Path(state.lock).read_text()
-    return text.split(f"{state.registry['host']}/{TAG}:\n    digest: ")[1].split()[0]
+    lock, _ = read_lock(Path(state.lock))
+    return lock.images[f"{state.registry['host']}/{TAG}"].digest
 
 
 def test_lock_check_notices_a_moved_tag_and_lock_rewrites_it(lab_of, test_lab: Lab) -> None:

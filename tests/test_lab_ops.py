@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from lab_fixtures import ok_on_host, pyinfra_on_lab
 
+from tfenv.images.lock import read_lock
 from tfenv.lab.fleet import Lab
 
 pytestmark = pytest.mark.lab
@@ -71,8 +72,8 @@ def test_container_toolkit_keeps_the_users_daemon_json_then_changes_nothing(
 
 
 def lock_digest(state, reference: str = "tfenv/debian:bookworm") -> str:
-    lock = Path(state.lock).read_text()
-    return lock.split(f"{state.registry['host']}/{reference}:\n    digest: ")[1].split()[0]
+    lock, _ = read_lock(Path(state.lock))
+    return lock.images[f"{state.registry['host']}/{reference}"].digest
 
 
 def totals(output: str) -> dict[str, str]:

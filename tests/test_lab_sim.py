@@ -17,6 +17,7 @@ from lab_fixtures import ok_on_host as ok
 from lab_fixtures import on_host as on
 from lab_fixtures import pyinfra_on_lab
 
+from tfenv.images.lock import read_lock
 from tfenv.lab.fleet import Lab, LabState, up
 from tfenv.lab.sim.nvidia import gpus_for
 
@@ -118,10 +119,8 @@ def test_docker_gpus_needs_the_toolkit_and_then_lists_the_gpus(lab_of, test_lab:
     password = Path(registry["password_file"]).read_text()
     ok(state, host, f"sudo docker login -u {registry['username']} --password-stdin "
        f"{registry['host']} >/dev/null", password)  # fmt: skip
-    lock = Path(state.lock).read_text()
-    reference = f"{registry['host']}/tfenv/debian:bookworm"
-    digest = lock.split(f"{reference}:\n    digest: ")[1].split()[0]
-    image = f"{registry['host']}/tfenv/debian@{digest}"
+    lock, _ = read_lock(Path(state.lock))
+    image = lock.images[f"{registry['host']}/tfenv/debian:bookworm"].pinned
     ok(state, host, f"sudo docker pull -q {image}")
 
     without = on(state, host, f"sudo docker run --rm --gpus all {image} nvidia-smi -L")

@@ -94,6 +94,14 @@ def authorized_keys_path(container: str) -> str:
     return f"{CONTAINERS_DIR}/{container}/authorized_keys"
 
 
+def mounted_secrets(container: Container) -> list[str]:
+    """The secrets mounted into ``container``: its own, plus Jupyter's token."""
+    names = list(container.secrets)
+    if container.jupyter and container.jupyter.token_secret not in names:
+        names.append(container.jupyter.token_secret)
+    return names
+
+
 def desired_container(
     name: str,
     container: Container,
@@ -108,9 +116,7 @@ def desired_container(
         Mount(authorized_keys_path(name), "/etc/tfenv/authorized_keys", True),
         Mount(f"{HOST_KEYS_DIR}/{name}/ssh-host-keys", "/etc/tfenv/ssh-host-keys", False),
     ]
-    secrets = list(container.secrets)
-    if container.jupyter and container.jupyter.token_secret not in secrets:
-        secrets.append(container.jupyter.token_secret)
+    secrets = mounted_secrets(container)
     for secret in secrets:
         mounts.append(Mount(secret_path(name, secret), f"/run/secrets/{secret}", True))
         env[secret_env_name(secret)] = f"/run/secrets/{secret}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import deploy
 
-from tfenv.containers.desired import desired_container, secret_path
+from tfenv.containers.desired import desired_container, mounted_secrets, secret_path
 from tfenv.deploys.gpu_base import gpu_base
 from tfenv.deploys.spec import secret_value
 from tfenv.facts.gpu import gpu_host
@@ -20,13 +20,6 @@ from tfenv.operations.container_health import container_health, node_summary
 from tfenv.operations.nfs_mount import nfs_mount
 from tfenv.operations.sealed_file import seal_of
 from tfenv.operations.tf_container import container_files, tf_container
-
-
-def _secrets_of(container: Container) -> list[str]:
-    names = list(container.secrets)
-    if container.jupyter and container.jupyter.token_secret not in names:
-        names.append(container.jupyter.token_secret)
-    return names
 
 
 def _gpus_inside(container: Container, gpu_count: int | None) -> int | None:
@@ -60,7 +53,7 @@ def tf_node_deploy(spec: NodeSpec) -> None:
     for name, container in sorted(spec.containers.items()):
         assert spec.image_lock is not None  # the model requires a lock for containers
         pinned = spec.image_lock.images[container.image].pinned
-        values = {secret: secret_value(spec, secret) for secret in _secrets_of(container)}
+        values = {secret: secret_value(spec, secret) for secret in mounted_secrets(container)}
         seals = {
             secret: seal_of(secret_path(name, secret), value) for secret, value in values.items()
         }
