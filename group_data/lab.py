@@ -71,7 +71,7 @@ if _state is not None and _state.lock:
             "user": {"name": "researcher", "uid": 1000, "gid": 1000},
             "authorized_keys": [Path(_state.key + ".pub").read_text().strip()],
             "ports": [
-                {"container": 22, "host": 2222},
+                {"container": 2222, "host": 2222},
                 {"container": 8888, "host": 8888},
             ],
             "shm_size": "1g",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import DIGEST_A, SECRET_FILE_VALUE
+from pyinfra.api import StringCommand
 
-from tfenv.containers.desired import desired_container, run_arguments
+from tfenv.containers.desired import account_files, desired_container
+from tfenv.containers.options import run_arguments
 from tfenv.model.load import load
 from tfenv.model.secrets import SecretValue
 from tfenv.operations.sealed_file import seal_of
@@ -17,11 +19,12 @@ def _desired(workdir: Path, data: dict, name: str = "dev-a"):
     container = spec.containers[name]
     pinned = spec.image_lock.images[container.image].pinned
     seals = {"token": seal_of(f"/etc/tfenv/secrets/{name}/token", SecretValue("t", "v"))}
-    return desired_container(name, container, pinned, spec.nfs_mounts, seals)
+    return desired_container(name, container, pinned, spec.nfs_mounts, seals, spec.publish_address)
 
 
 def _rendered(desired) -> str:
-    return " ".join(str(a.obj if hasattr(a, "obj") else a) for a in run_arguments(desired))
+    """The arguments exactly as the shell gets them, quoting included."""
+    return StringCommand(*run_arguments(desired)).get_raw_value()
 
 
 def test_dev_container_arguments(workdir: Path, good_data: dict) -> None:
@@ -30,11 +33,12 @@ def test_dev_container_arguments(workdir: Path, good_data: dict) -> None:
     for part in [
         "--name dev-a",
         "--label tfenv.managed=true",
-        "--env TFENV_GID=2001 --env TFENV_UID=2001 --env TFENV_USER=alice",
+        "--env HOME=/home/alice",
+        "--env TFENV_SSH_PORT=2222 --env TFENV_USER=alice",
         "--env TOKEN_FILE=/run/secrets/token",
         "--env JUPYTER_TOKEN_FILE=/run/secrets/token",
         "--publish 0.0.0.0:2201:22/tcp",
-        '--gpus "device=0,1"',
+        "--gpus '\"device=0,1\"'",
         "--shm-size 67108864",
         "--restart unless-stopped",
         "--mount type=bind,source=/etc/tfenv/secrets/dev-a/token,"
@@ -45,6 +49,78 @@ def test_dev_container_arguments(workdir: Path, good_data: dict) -> None:
     ]:
         assert part in args, part
     assert SECRET_FILE_VALUE not in args  # a path, never the value
+
+
+def test_values_with_shell_characters_are_quoted(workdir: Path, good_data: dict) -> None:
+    good_data["containers"]["dev-a"]["env"] = {"EXPERIMENT": "a b; rm -rf /"}
+    good_data["containers"]["dev-a"]["labels"] = {"team": "$(reboot)"}
+    args = _rendered(_desired(workdir, good_data))
+    assert "--env 'EXPERIMENT=a b; rm -rf /'" in args
+    assert "--label 'team=$(reboot)'" in args
+
+
+def test_least_privilege_by_default(workdir: Path, good_data: dict) -> None:
+    args = _rendered(_desired(workdir, good_data))
+    for part in [
+        "--user 2001:2001",
+        "--cap-drop ALL",
+        "--security-opt no-new-privileges",
+        # The user's account: the only one in the container, from files tfenv writes.
+        "--mount type=bind,source=/etc/tfenv/containers/dev-a/passwd,target=/etc/passwd,readonly",
+        "--mount type=bind,source=/etc/tfenv/containers/dev-a/group,target=/etc/group,readonly",
+        # The home outlives every container.
+        "--mount type=bind,source=/var/lib/tfenv/containers/dev-a/home,target=/home/alice ",
+        "--health-cmd 'bash -c '\"'\"'</dev/tcp/127.0.0.1/2222'\"'\"' || exit 1'",
+    ]:
+        assert part in args, part
+    assert "--cap-add" not in args and "--read-only" not in args and "--tmpfs" not in args
+
+
+def test_capabilities_read_only_and_ssh_port_are_declared(workdir: Path, good_data: dict) -> None:
+    good_data["containers"]["dev-a"].update(
+        cap_add=["sys_ptrace", "CAP_NET_ADMIN"], read_only=True, ssh_port=2022
+    )
+    args = _rendered(_desired(workdir, good_data))
+    assert "--cap-drop ALL --cap-add NET_ADMIN --cap-add SYS_PTRACE" in args
+    assert "--tmpfs /run --tmpfs /tmp --read-only" in args
+    assert "--env TFENV_SSH_PORT=2022" in args and "--label tfenv.ssh-port=2022" in args
+
+
+def test_jupyter_port_is_published_on_loopback_by_default(workdir: Path, good_data: dict) -> None:
+    dev = good_data["containers"]["dev-a"]
+    dev["ports"] = [{"container": 2222, "host": 2201}, {"container": 8888, "host": 8801}]
+    good_data["publish_address"] = "10.1.2.3"
+    args = _rendered(_desired(workdir, good_data))
+    assert "--publish 10.1.2.3:2201:2222/tcp" in args
+    assert "--publish 127.0.0.1:8801:8888/tcp" in args
+    dev["ports"][1]["address"] = "0.0.0.0"  # said out loud: published as declared
+    assert "--publish 0.0.0.0:8801:8888/tcp" in _rendered(_desired(workdir, good_data))
+
+
+def test_workspace_on_nfs(workdir: Path, good_data: dict) -> None:
+    good_data["containers"]["dev-a"]["workspace"] = {"nfs": "ckpt"}
+    desired = _desired(workdir, good_data)
+    assert "--mount type=bind,source=/mnt/ckpt/.tfenv-homes/dev-a,target=/home/alice " in (
+        _rendered(desired)
+    )
+    assert desired.needs_mounted == ("/mnt/ckpt",)
+    assert desired.home_source == "/mnt/ckpt/.tfenv-homes/dev-a"
+
+
+def test_account_files_hold_only_the_user_besides_root_and_nobody(
+    workdir: Path, good_data: dict
+) -> None:
+    files = account_files(_desired(workdir, good_data))
+    assert files["passwd"].decode().splitlines() == [
+        "root:x:0:0:root:/root:/usr/sbin/nologin",
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+        "alice:x:2001:2001:tfenv dev user:/home/alice:/bin/bash",
+    ]
+    assert files["group"].decode().splitlines() == [
+        "root:x:0:",
+        "nogroup:x:65534:",
+        "alice:x:2001:",
+    ]
 
 
 def test_gpu_forms_and_sizes(workdir: Path, good_data: dict) -> None:

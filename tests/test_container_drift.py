@@ -12,10 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
+from pyinfra.api import StringCommand
 
-from tfenv.containers.desired import SECRETS_LABEL, desired_container
+from tfenv.containers.desired import desired_container
 from tfenv.containers.drift import drift
+from tfenv.containers.options import OPTIONS, run_arguments
 from tfenv.facts.tf_node import reduce_inspect
+from tfenv.layout import SECRETS_LABEL
 from tfenv.model.spec import Container, NfsMount
 
 INSPECT = json.loads(
@@ -28,7 +31,7 @@ LAB_DEV = {
     "image": "registry.lab.test:5000/tfenv/tensorflow:2.17.1-lab1",
     "user": {"name": "researcher", "uid": 1000, "gid": 1000},
     "authorized_keys": [KEY],
-    "ports": [{"container": 22, "host": 2222}, {"container": 8888, "host": 8888}],
+    "ports": [{"container": 2222, "host": 2222}, {"container": 8888, "host": 8888}],
     "shm_size": "1g",
     "gpus": "all",
     "jupyter": {"port": 8888, "token_secret": "jupyter_token_dev"},
@@ -51,55 +54,74 @@ def test_the_spec_that_created_it_has_no_drift() -> None:
     assert drift(desired(), OBSERVED) == []
 
 
-@pytest.mark.parametrize(
-    ("changes", "field", "declared", "running"),
-    [
-        ({"ports": [{"container": 22, "host": 2222}, {"container": 8888, "host": 8889}]},
-         "ports", "8888/tcp:0.0.0.0:8889", "8888/tcp:0.0.0.0:8888"),
-        ({"gpus": [1]}, "gpus", "devices 1", "all"),
-        ({"gpus": 1}, "gpus", "count 1", "all"),
-        ({"env": {"EXPERIMENT": "lr-0.1"}}, "env: EXPERIMENT", "EXPERIMENT=lr-0.1",
-         "EXPERIMENT=(unset)"),
-        ({"checkpoints": {"nfs": "checkpoints", "path": "/ckpt"}}, "mounts",
-         "/mnt/checkpoints/dev:/ckpt:False", "/mnt/checkpoints/dev:/checkpoints:False"),
-        ({"shm_size": "2g"}, "shm_size", "2147483648", "1073741824"),
-        ({"restart": "always"}, "restart", "always", "unless-stopped"),
-        ({"labels": {"team": "vision"}}, "labels: team", "team=vision", "team=(unset)"),
-        ({"ulimits": {"memlock": {"soft": -1, "hard": -1}}}, "ulimits", "[memlock:-1:-1]",
-         "[]"),
-    ],
-)  # fmt: skip
-def test_one_change_is_reported_as_that_field(changes, field, declared, running) -> None:
-    found = drift(desired(**changes), OBSERVED)
-    fields = [d.field for d in found]
-    assert field in fields, found
-    match = found[fields.index(field)]
-    assert declared in match.declared and running in match.observed, match
+# One change per row of the option table, each through the model where a
+# declared field drives the row, else on the resolved container itself:
+# field -> (model changes, resolved-container changes, declared, running)
+CHANGES: dict[str, tuple[dict, dict, str, str]] = {
+    "image": ({}, {"image": "registry.lab.test:5000/tfenv/tensorflow@sha256:" + "4" * 64},
+              "@sha256:4444", INSPECT["Config"]["Image"]),
+    "user": ({"user": {"name": "researcher", "uid": 1001, "gid": 1000}}, {}, "1001:1000",
+             "1000:1000"),
+    "env: EXPERIMENT": ({"env": {"EXPERIMENT": "lr-0.1"}}, {}, "EXPERIMENT=lr-0.1",
+                        "EXPERIMENT=(unset)"),
+    "labels: team": ({"labels": {"team": "vision"}}, {}, "team=vision", "team=(unset)"),
+    "ports": ({"ports": [{"container": 2222, "host": 2222}, {"container": 8888, "host": 8889}]},
+              {}, "8888/tcp:127.0.0.1:8889", "8888/tcp:127.0.0.1:8888"),
+    "gpus": ({"gpus": [1]}, {}, "devices 1", "all"),
+    "shm_size": ({"shm_size": "2g"}, {}, "2147483648", "1073741824"),
+    "ulimits": ({"ulimits": {"memlock": {"soft": -1, "hard": -1}}}, {}, "[memlock:-1:-1]", "[]"),
+    "restart": ({"restart": "always"}, {}, "always", "unless-stopped"),
+    "mounts": ({"checkpoints": {"nfs": "checkpoints", "path": "/ckpt"}}, {},
+               "/mnt/checkpoints/dev:/ckpt:False", "/mnt/checkpoints/dev:/checkpoints:False"),
+    "tmpfs": ({}, {"tmpfs": ("/tmp",)}, "[/tmp]", "[]"),
+    "read_only": ({}, {"read_only": True}, "True", "False"),
+    "cap_drop": ({}, {"cap_drop": ()}, "[]", "[ALL]"),
+    "cap_add": ({"cap_add": ["sys_ptrace"]}, {}, "[SYS_PTRACE]", "[]"),
+    "security_opt": ({}, {"security_opt": ()}, "[]", "[no-new-privileges]"),
+    "healthcheck": ({}, {"healthcheck": ("CMD-SHELL", "true")}, "[CMD-SHELL, true]",
+                    "/dev/tcp/127.0.0.1/2222"),
+    "secrets": ({}, {"secrets_digest": "0" * 32}, "a new value", "the previous value"),
+}  # fmt: skip
 
 
-def test_a_moved_mount_is_a_mounts_difference() -> None:
-    found = drift(desired(checkpoints={"nfs": "checkpoints", "path": "/ckpt"}), OBSERVED)
-    assert [d.field for d in found] == ["mounts"]
+def test_every_option_row_has_a_change_case() -> None:
+    rows = [option.field for option in OPTIONS]
+    assert [field.split(":")[0] for field in CHANGES] == rows
 
 
-def test_a_new_digest_is_an_image_difference_only() -> None:
-    new = "registry.lab.test:5000/tfenv/tensorflow@sha256:" + "4" * 64
-    found = drift(desired(pinned=new), OBSERVED)
-    assert [d.field for d in found] == ["image"]
-    assert found[0].declared == new and found[0].observed == INSPECT["Config"]["Image"]
+@pytest.mark.parametrize("option", OPTIONS, ids=[option.field for option in OPTIONS])
+def test_each_row_reads_the_real_inspect_as_declared(option) -> None:
+    """Unchanged, every row's declared value equals its reading of the real inspect."""
+    assert option.declared(desired()) == option.observed_value(OBSERVED, desired())
 
 
-def test_a_new_secret_value_never_shows_a_value() -> None:
-    changed = dataclasses.replace(desired(), secrets_digest="0" * 32)
-    assert [str(d) for d in drift(changed, OBSERVED)] == [
-        "secrets (declared a new value, running the previous value)"
-    ]
+@pytest.mark.parametrize(("field", "case"), CHANGES.items(), ids=list(CHANGES))
+def test_one_change_is_reported_as_exactly_that_field(field, case) -> None:
+    model_changes, resolved_changes, declared, running = case
+    changed = dataclasses.replace(desired(**model_changes), **resolved_changes)
+    found = drift(changed, OBSERVED)
+    assert [d.field for d in found] == [field], found
+    assert declared in found[0].declared and running in found[0].observed, found[0]
+
+
+def test_run_arguments_come_from_every_row() -> None:
+    """Each row renders its own docker run arguments (or, for the image and the
+    secrets label, its value lands where docker run takes it)."""
+    changed = dataclasses.replace(desired(cap_add=["SYS_PTRACE"]), read_only=True, tmpfs=("/tmp",))
+    rendered = StringCommand(*run_arguments(changed)).get_raw_value()
+    for flag in ("--user", "--env", "--label", "--publish", "--gpus", "--shm-size", "--restart",
+                 "--mount", "--tmpfs", "--read-only", "--cap-drop", "--cap-add", "--security-opt",
+                 "--health-cmd"):  # fmt: skip
+        assert f" {flag} " in f" {rendered} ", flag
+    assert rendered.endswith(changed.image)
+    assert f"tfenv.secrets={changed.secrets_digest}" in rendered
 
 
 def test_a_variable_removed_from_the_data_is_drift() -> None:
+    options = {**OBSERVED.options, "env": {**OBSERVED.options["env"], "EXPERIMENT": "old"}}
     with_var = dataclasses.replace(
         OBSERVED,
-        env=[*OBSERVED.env, "EXPERIMENT=old"],
+        options=options,
         labels={**OBSERVED.labels,
                 "tfenv.env-names": OBSERVED.labels["tfenv.env-names"] + ",EXPERIMENT"},
     )  # fmt: skip
@@ -108,6 +130,22 @@ def test_a_variable_removed_from_the_data_is_drift() -> None:
     ]
 
 
+def test_a_label_removed_from_the_data_is_drift() -> None:
+    with_label = dataclasses.replace(
+        OBSERVED,
+        labels={**OBSERVED.labels, "team": "vision", "tfenv.label-names": "team"},
+    )
+    assert [str(d) for d in drift(desired(), with_label)] == [
+        "labels: team (declared {team=(unset)}, running {team=vision})"
+    ]
+
+
 def test_a_variable_the_image_sets_is_not_ours_to_compare() -> None:
-    assert any(e.startswith("PATH=") for e in OBSERVED.env)  # from the image
+    assert "PATH" in OBSERVED.options["env"]  # from the image
     assert drift(desired(), OBSERVED) == []
+
+
+def test_the_captured_container_runs_with_least_privilege() -> None:
+    assert INSPECT["Config"]["User"] == "1000:1000"
+    assert INSPECT["HostConfig"]["CapDrop"] == ["ALL"]
+    assert INSPECT["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]

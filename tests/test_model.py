@@ -11,6 +11,7 @@ import pytest
 from conftest import KEY_ED25519, SECRET_ENV_VALUE, SECRET_FILE_VALUE
 
 from tfenv.model import SpecError, load, read_secret
+from tfenv.model.gpus import Gpus
 from tfenv.model.secrets import SecretRef
 
 HOST = "gpu-07.test"
@@ -27,11 +28,13 @@ def test_valid_data_loads(workdir: Path, good_data: dict) -> None:
     assert spec.host == HOST
     assert spec.nvidia_driver.version == "550.127.05"
     assert spec.nvidia_driver.kernel_modules == "open"  # default
-    assert spec.containers["dev-a"].gpus == (0, 1)
+    assert spec.containers["dev-a"].gpus == Gpus("devices", devices=(0, 1))
     assert spec.image_lock.get("registry.test:5000/ml/tf:2.17.0").pinned == (
         "registry.test:5000/ml/tf@sha256:" + "a" * 64
     )
-    assert spec.containers["dev-a"].ports[0].address == "0.0.0.0"
+    dev_a = spec.containers["dev-a"]
+    assert dev_a.ports[0].address is None  # published on the host's publish_address:
+    assert dev_a.port_address(dev_a.ports[0], spec.publish_address) == "0.0.0.0"
 
 
 def set_in(path: str, value: object) -> Callable[[dict], None]:
@@ -312,6 +315,48 @@ REJECTIONS = [
         "containers.bad name!",
         "Docker container name",
     ),
+    (
+        "unknown replace policy",
+        set_in("containers.dev-a.replace", {"policy": "whenever"}),
+        "containers.dev-a.replace.policy",
+        "'when-idle', 'wait' or 'now'",
+    ),
+    (
+        "wait timeout of zero",
+        set_in("containers.dev-a.replace", {"policy": "wait", "timeout": 0}),
+        "containers.dev-a.replace.timeout",
+        "greater than or equal to 1",
+    ),
+    (
+        "workspace on an undeclared NFS mount",
+        set_in("containers.dev-a.workspace", {"nfs": "homes"}),
+        "containers.dev-a.workspace.nfs",
+        "the name of an entry in nfs_mounts (ckpt)",
+    ),
+    (
+        "unknown capability",
+        set_in("containers.dev-a.cap_add", ["NET_ADMIN", "GOD_MODE"]),
+        "containers.dev-a.cap_add[1]",
+        "a Linux capability name",
+    ),
+    (
+        "privileged sshd port",
+        set_in("containers.dev-a.ssh_port", 22),
+        "containers.dev-a.ssh_port",
+        "greater than or equal to 1024",
+    ),
+    (
+        "publish address with a newline",
+        lambda d: d.update(publish_address="0.0.0.0\n"),
+        "publish_address",
+        "an IP address",
+    ),
+    (
+        "two containers on one host port, one by default address",
+        lambda d: d["containers"]["dev-b"]["ports"].append({"container": 8888, "host": 2201}),
+        "containers.dev-b.ports[1].host",
+        "not already published by containers.dev-a.ports[0]",
+    ),
 ]
 
 
@@ -411,3 +456,15 @@ def test_errors_never_echo_a_pasted_secret(
     assert info.value.problems
     assert PASTED not in str(info.value)
     assert PASTED not in caplog.text
+
+
+def test_jupyter_published_beyond_loopback_is_a_warning(workdir: Path, good_data: dict) -> None:
+    from tfenv.model.load import warnings
+
+    dev = good_data["containers"]["dev-a"]
+    dev["ports"] = [{"container": 2222, "host": 2201}, {"container": 8888, "host": 8801}]
+    assert warnings(load(HOST, good_data, workdir)) == []  # 127.0.0.1 by default
+    dev["ports"][1]["address"] = "0.0.0.0"
+    (warning,) = warnings(load(HOST, good_data, workdir))
+    assert str(warning).startswith(f"{HOST}: containers.dev-a.ports[1]: expected Jupyter published")
+    assert "published on 0.0.0.0" in str(warning)

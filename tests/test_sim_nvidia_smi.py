@@ -164,3 +164,62 @@ def test_simulated_gpus_are_stable_per_host() -> None:
     assert gpus_for("lab-1", 2) == gpus_for("lab-1", 2)
     assert gpus_for("lab-1", 1)[0]["uuid"] != gpus_for("lab-2", 1)[0]["uuid"]
     assert all(BUS_ID.match(gpu["pci_bus_id"]) for gpu in gpus_for("lab-1", 8))
+
+
+def _real_apps_sections(name: str) -> dict[str, list[str]]:
+    """The capture's sections (``## csv``, ``## noheader``...) from a real H200."""
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in fixture(name).splitlines():
+        if line.startswith("## "):
+            current = line[3:]
+            sections[current] = []
+        elif not line.startswith("rc="):
+            sections[current].append(line)
+    return sections
+
+
+APPS = "pid,process_name,used_memory,gpu_uuid,gpu_bus_id"
+
+
+def _gpu_process(root: Path, pid: int, name: str, gpu: str) -> None:
+    proc = root / "proc" / str(pid)
+    proc.mkdir(parents=True)
+    (proc / "environ").write_bytes(f"PATH=/bin\0NVIDIA_SIM_GPU_PROCESS={gpu}\0".encode())
+    (proc / "comm").write_text(name + "\n")
+
+
+def test_compute_apps_match_a_real_capture(sim_root: Path) -> None:
+    busy = _real_apps_sections("h200_compute_apps_busy.txt")
+    idle = _real_apps_sections("h200_compute_apps_idle.txt")
+    # Nothing on the GPUs: the header alone, or nothing at all.
+    assert (
+        smi(sim_root, f"--query-compute-apps={APPS}", "--format=csv").stdout.splitlines()
+        == (idle["csv"])
+    )
+    none = smi(sim_root, f"--query-compute-apps={APPS}", "--format=csv,noheader,nounits")
+    assert none.returncode == 0 and none.stdout == "" and idle["noheader,nounits"] == []
+    # A process marked as holding GPU 1 (and one that holds none).
+    _gpu_process(sim_root, 443, "python3", "1")
+    (sim_root / "proc" / "17").mkdir()
+    (sim_root / "proc" / "17" / "environ").write_bytes(b"PATH=/bin\0")
+    (sim_root / "proc" / "17" / "comm").write_text("bash\n")
+    gpu1 = gpus_for("lab-1", 2)[1]
+    for section, fmt in (("csv", "csv"), ("noheader", "csv,noheader"),
+                         ("noheader,nounits", "csv,noheader,nounits")):  # fmt: skip
+        real = _csv("\n".join(busy[section]))
+        ours = _csv(smi(sim_root, f"--query-compute-apps={APPS}", f"--format={fmt}").stdout)
+        assert len(ours) == len(real)
+        if section == "csv":
+            assert ours[0] == real[0]  # headers and units as the real tool prints them
+            real, ours = real[1:], ours[1:]
+        # Same shape: pid, name, memory (with the unit where the real one has it).
+        assert ours[0][:3] == real[0][:3], (ours, real)
+        assert re.fullmatch(UUID, ours[0][3]) and ours[0][3] == gpu1["uuid"]
+        assert BUS_ID.match(real[0][4]) and ours[0][4] == gpu1["pci_bus_id"]
+
+
+def test_compute_apps_refuse_an_unknown_field_like_the_real_tool(sim_root: Path) -> None:
+    result = smi(sim_root, "--query-compute-apps=pid,bogus", "--format=csv")
+    assert result.returncode == 2
+    assert result.stdout == fixture("h200_bad_field.txt").removesuffix("rc=2\n")

@@ -60,6 +60,11 @@ def validate(inventory: str, limits: tuple[str, ...]) -> None:
             f"{inventory}: {len(problems)} problem(s) on {bad} of {len(hosts)} host(s); "
             "nothing was contacted. Fix the fields above and run tfenv validate again."
         )
+    from tfenv.model.load import warnings
+
+    cautions = [w for spec in specs.values() for w in warnings(spec)]
+    if cautions:
+        click.echo("warning: " + format_problems(cautions).replace("\n", "\nwarning: "), err=True)
     groups = Counter(g for host in hosts for g in host.groups if g not in ("all",))
     summary = ", ".join(f"{name}: {count}" for name, count in sorted(groups.items()))
     containers = sum(len(spec.containers) for spec in specs.values())

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.state import BaseStateCallback
 
 from tfenv.model.inventory import validate_hosts
+from tfenv.model.load import warnings
 from tfenv.model.problems import format_problems
 
 
@@ -33,7 +35,10 @@ class ValidateBeforeConnect(BaseStateCallback):
             self._done = True
             hosts = [h for h in state.inventory if state.is_host_in_limit(h)]
             base = Path(getattr(state, "cwd", None) or os.getcwd())
-            _, problems = validate_hosts(hosts, base)
+            specs, problems = validate_hosts(hosts, base)
+            cautions = [w for spec in specs.values() for w in warnings(spec)]
+            if cautions:
+                logger.warning("tfenv: " + format_problems(cautions).replace("\n", "\ntfenv: "))
             if problems:
                 self._error = InvalidDeclaredData(
                     "tfenv: the declared data has problems; no host was contacted.\n"

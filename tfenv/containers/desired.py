@@ -2,10 +2,15 @@
 
 :func:`desired_container` turns a model :class:`~tfenv.model.spec.Container`
 (plus the lock, the NFS mounts and the secrets' seals) into a
-:class:`DesiredContainer`: the pinned image, every environment variable,
-label, port, mount and limit. :func:`run_arguments` renders it; the option
-table in :mod:`tfenv.containers.drift` compares it with the running one.
-Pure: no host, no Docker.
+:class:`DesiredContainer`: the pinned image, the user, every environment
+variable, label, port, mount, limit and privilege. The option table in
+:mod:`tfenv.containers.options` renders it as ``docker run`` arguments and
+compares it with the running one. Pure: no host, no Docker.
+
+Least privilege by default: every process runs as the declared user
+(``--user UID:GID``, with ``/etc/passwd`` and ``/etc/group`` written by tfenv),
+all capabilities dropped, ``no-new-privileges``. The user's home is a host
+directory (or one on an NFS export) that outlives every replacement.
 """
 
 from __future__ import annotations
@@ -15,21 +20,30 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pyinfra.api import QuoteString
+from tfenv import layout
+from tfenv.layout import (
+    CONTAINER_LABEL,
+    ENV_NAMES_LABEL,
+    LABEL_NAMES_LABEL,
+    MANAGED_LABEL,
+    SECRETS_LABEL,
+    SSH_PORT_LABEL,
+    secret_path,
+)
+from tfenv.model.gpus import Gpus
+from tfenv.model.spec import Container, NfsMount, ReplacePolicy
 
-from tfenv.model.spec import Container, NfsMount
-
-MANAGED_LABEL = "tfenv.managed"
-ENV_NAMES_LABEL = "tfenv.env-names"  # the variables tfenv set: a removed one is drift too
-LABEL_NAMES_LABEL = "tfenv.label-names"
-SECRETS_LABEL = "tfenv.secrets"  # digest of the secrets' seals: a changed value restarts
-SECRETS_DIR = "/etc/tfenv/secrets"
-CONTAINERS_DIR = "/etc/tfenv/containers"
-HOST_KEYS_DIR = "/var/lib/tfenv/containers"
 DEFAULT_SHM = 64 * 1024 * 1024  # Docker's default /dev/shm
 SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-# sshd is the one process every dev container runs: healthy means it accepts.
-HEALTH_TEST = ["CMD-SHELL", "bash -c '</dev/tcp/127.0.0.1/22' || exit 1"]
+READ_ONLY_TMPFS = ("/run", "/tmp")  # writable scratch on a read-only root filesystem
+CAP_DROP = ("ALL",)
+SECURITY_OPT = ("no-new-privileges",)
+DEFAULT_REPLACE = ReplacePolicy()
+
+
+def health_test(ssh_port: int) -> list[str]:
+    """sshd is the one process every dev container runs: healthy means it accepts."""
+    return ["CMD-SHELL", f"bash -c '</dev/tcp/127.0.0.1/{ssh_port}' || exit 1"]
 
 
 @dataclass(frozen=True, order=True)
@@ -50,28 +64,43 @@ class Port:
 class DesiredContainer:
     name: str
     image: str  # name@sha256:...
+    user: str  # "UID:GID", as docker run --user gets it
     env: tuple[tuple[str, str], ...]
     labels: tuple[tuple[str, str], ...]  # the user's, without tfenv's own
     ports: tuple[Port, ...]
-    gpus: object  # None, "all", a count, or a tuple of indices
+    gpus: Gpus
     shm_size: int
     ulimits: tuple[tuple[str, int, int], ...]
     restart: str
     mounts: tuple[Mount, ...]
+    tmpfs: tuple[str, ...]
+    read_only: bool
+    cap_drop: tuple[str, ...]
+    cap_add: tuple[str, ...]
+    security_opt: tuple[str, ...]
+    healthcheck: tuple[str, ...]
     secrets_digest: str
-    # host paths tfenv prepares before the container starts
+    uid: int
+    gid: int
+    user_name: str
+    ssh_port: int
+    # host directories tfenv prepares before the container starts
+    home_source: str
     checkpoint_source: str | None = None
-    uid: int = 0
-    gid: int = 0
+    # NFS mount points these directories live on: never written while unmounted
+    needs_mounted: tuple[str, ...] = ()
+    replace: ReplacePolicy = DEFAULT_REPLACE
+    jupyter: bool = False
 
     @property
     def tfenv_labels(self) -> dict[str, str]:
         return {
             MANAGED_LABEL: "true",
-            "tfenv.container": self.name,
+            CONTAINER_LABEL: self.name,
             ENV_NAMES_LABEL: ",".join(name for name, _ in self.env),
             LABEL_NAMES_LABEL: ",".join(name for name, _ in self.labels),
             SECRETS_LABEL: self.secrets_digest,
+            SSH_PORT_LABEL: str(self.ssh_port),
         }
 
 
@@ -86,12 +115,22 @@ def secret_env_name(secret: str) -> str:
     return f"{secret.upper()}_FILE"
 
 
-def secret_path(container: str, secret: str) -> str:
-    return f"{SECRETS_DIR}/{container}/{secret}"
-
-
 def authorized_keys_path(container: str) -> str:
-    return f"{CONTAINERS_DIR}/{container}/authorized_keys"
+    return layout.container_file(container, "authorized_keys")
+
+
+def account_files(desired: DesiredContainer) -> dict[str, bytes]:
+    """``/etc/passwd`` and ``/etc/group`` for the container (mounted read-only):
+    the user, and no other account that could log in (sshd and every process
+    run as the user, so nothing in the container can create one)."""
+    name, uid, gid = desired.user_name, desired.uid, desired.gid
+    passwd = (
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        f"{name}:x:{uid}:{gid}:tfenv dev user:/home/{name}:/bin/bash\n"
+    )
+    group = f"root:x:0:\nnogroup:x:65534:\n{name}:x:{gid}:\n"
+    return {"passwd": passwd.encode(), "group": group.encode()}
 
 
 def mounted_secrets(container: Container) -> list[str]:
@@ -108,27 +147,47 @@ def desired_container(
     pinned_image: str,
     nfs_mounts: Mapping[str, NfsMount],
     seals: Mapping[str, str],
+    publish_address: str = "0.0.0.0",
 ) -> DesiredContainer:
     """Everything ``docker run`` gets for ``container`` (``seals``: secret -> its seal)."""
     user = container.user
-    env = {"TFENV_USER": user.name, "TFENV_UID": str(user.uid), "TFENV_GID": str(user.gid)}
+    home = f"/home/{user.name}"
+    env = {
+        "HOME": home,
+        "USER": user.name,
+        "TFENV_USER": user.name,
+        "TFENV_SSH_PORT": str(container.ssh_port),
+    }
     mounts = [
-        Mount(authorized_keys_path(name), "/etc/tfenv/authorized_keys", True),
-        Mount(f"{HOST_KEYS_DIR}/{name}/ssh-host-keys", "/etc/tfenv/ssh-host-keys", False),
+        Mount(authorized_keys_path(name), layout.AUTHORIZED_KEYS_TARGET, True),
+        Mount(layout.host_keys_dir(name), layout.HOST_KEYS_TARGET, False),
+        Mount(layout.container_file(name, "passwd"), "/etc/passwd", True),
+        Mount(layout.container_file(name, "group"), "/etc/group", True),
     ]
     secrets = mounted_secrets(container)
     for secret in secrets:
-        mounts.append(Mount(secret_path(name, secret), f"/run/secrets/{secret}", True))
-        env[secret_env_name(secret)] = f"/run/secrets/{secret}"
+        target = f"{layout.SECRETS_TARGET}/{secret}"
+        mounts.append(Mount(secret_path(name, secret), target, True))
+        env[secret_env_name(secret)] = target
     if container.jupyter:
-        env["JUPYTER_TOKEN_FILE"] = f"/run/secrets/{container.jupyter.token_secret}"
+        env["JUPYTER_TOKEN_FILE"] = f"{layout.SECRETS_TARGET}/{container.jupyter.token_secret}"
         env["JUPYTER_PORT"] = str(container.jupyter.port)
+    needs_mounted = []
+    # Directories on an export exist only while it is mounted: with the export
+    # down, the deploy stops and Docker refuses the bind instead of writing to
+    # the local disk.
+    if container.workspace.nfs:
+        mount_point = nfs_mounts[container.workspace.nfs].mount_point
+        home_source = layout.nfs_home(mount_point, name)
+        needs_mounted.append(mount_point.rstrip("/"))
+    else:
+        home_source = layout.local_home(name)
+    mounts.append(Mount(home_source, home, False))
     checkpoint_source = None
     if container.checkpoints:
-        # A directory that exists only on the mounted export: with the export
-        # down, Docker refuses the bind instead of writing to the local disk.
-        mount_point = nfs_mounts[container.checkpoints.nfs].mount_point.rstrip("/")
-        checkpoint_source = f"{mount_point}/{name}"
+        mount_point = nfs_mounts[container.checkpoints.nfs].mount_point
+        checkpoint_source = layout.nfs_checkpoints(mount_point, name)
+        needs_mounted.append(mount_point.rstrip("/"))
         mounts.append(Mount(checkpoint_source, container.checkpoints.path, False))
     env.update(container.env)  # the user's values win over tfenv's defaults
     digest = hashlib.sha256(
@@ -137,11 +196,17 @@ def desired_container(
     return DesiredContainer(
         name=name,
         image=pinned_image,
+        user=f"{user.uid}:{user.gid}",
         env=tuple(sorted(env.items())),
         labels=tuple(sorted(container.labels.items())),
         ports=tuple(
             sorted(
-                Port(f"{p.container}/{p.protocol}", p.address, str(p.host)) for p in container.ports
+                Port(
+                    f"{p.container}/{p.protocol}",
+                    container.port_address(p, publish_address),
+                    str(p.host),
+                )
+                for p in container.ports
             )
         ),
         gpus=container.gpus,
@@ -149,48 +214,20 @@ def desired_container(
         ulimits=tuple(sorted((k, v.soft, v.hard) for k, v in container.ulimits.items())),
         restart=container.restart,
         mounts=tuple(sorted(mounts, key=lambda m: m.target)),
+        tmpfs=READ_ONLY_TMPFS if container.read_only else (),
+        read_only=container.read_only,
+        cap_drop=CAP_DROP,
+        cap_add=tuple(sorted(set(container.cap_add))),
+        security_opt=SECURITY_OPT,
+        healthcheck=tuple(health_test(container.ssh_port)),
         secrets_digest=digest,
-        checkpoint_source=checkpoint_source,
         uid=user.uid,
         gid=user.gid,
+        user_name=user.name,
+        ssh_port=container.ssh_port,
+        home_source=home_source,
+        checkpoint_source=checkpoint_source,
+        needs_mounted=tuple(sorted(set(needs_mounted))),
+        replace=container.replace,
+        jupyter=container.jupyter is not None,
     )
-
-
-def gpus_argument(gpus: object) -> str | None:
-    if gpus is None:
-        return None
-    if gpus == "all":
-        return "all"
-    if isinstance(gpus, int):
-        return str(gpus)
-    return '"device=' + ",".join(str(i) for i in gpus) + '"'  # type: ignore[union-attr]
-
-
-def run_arguments(desired: DesiredContainer) -> list[object]:
-    """``docker run`` arguments (after ``docker run -d``), each user value quoted."""
-    args: list[object] = ["--name", QuoteString(desired.name)]
-    labels = {**dict(desired.labels), **desired.tfenv_labels}
-    for key, value in sorted(labels.items()):
-        args += ["--label", QuoteString(f"{key}={value}")]
-    for key, value in desired.env:
-        args += ["--env", QuoteString(f"{key}={value}")]
-    for port in desired.ports:
-        number, protocol = port.container.split("/")
-        args += ["--publish", QuoteString(f"{port.address}:{port.host}:{number}/{protocol}")]
-    gpus = gpus_argument(desired.gpus)
-    if gpus:
-        args += ["--gpus", QuoteString(gpus)]
-    args += ["--shm-size", str(desired.shm_size)]
-    for name, soft, hard in desired.ulimits:
-        args += ["--ulimit", f"{name}={soft}:{hard}"]
-    args += ["--restart", desired.restart]
-    for mount in desired.mounts:
-        spec = f"type=bind,source={mount.source},target={mount.target}"
-        args += ["--mount", QuoteString(spec + (",readonly" if mount.readonly else ""))]
-    args += [
-        "--health-cmd", QuoteString(HEALTH_TEST[1]),
-        "--health-interval", "10s", "--health-timeout", "5s",
-        "--health-start-period", "30s", "--health-retries", "3",
-    ]  # fmt: skip
-    args.append(QuoteString(desired.image))
-    return args

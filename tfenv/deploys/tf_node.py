@@ -10,26 +10,22 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import deploy
 
-from tfenv.containers.desired import desired_container, mounted_secrets, secret_path
+from tfenv.containers.desired import desired_container, mounted_secrets
 from tfenv.deploys.gpu_base import gpu_base
 from tfenv.deploys.spec import secret_value
 from tfenv.facts.gpu import gpu_host
 from tfenv.facts.tf_node import tf_node
-from tfenv.model.spec import Container, NodeSpec
+from tfenv.layout import secret_path
+from tfenv.model.spec import NodeSpec
 from tfenv.operations.container_health import container_health, node_summary
 from tfenv.operations.nfs_mount import nfs_mount
 from tfenv.operations.sealed_file import seal_of
-from tfenv.operations.tf_container import container_files, tf_container
-
-
-def _gpus_inside(container: Container, gpu_count: int | None) -> int | None:
-    if container.gpus is None:
-        return None
-    if container.gpus == "all":
-        return gpu_count
-    if isinstance(container.gpus, int):
-        return container.gpus
-    return len(container.gpu_indices)
+from tfenv.operations.tf_container import (
+    container_files,
+    is_forced,
+    pending_replacements,
+    tf_container,
+)
 
 
 @deploy("TF node")
@@ -37,6 +33,7 @@ def tf_node_deploy(spec: NodeSpec) -> None:
     node, observed_host = tf_node(host), gpu_host(host)
     gpu_base(spec, node=node, observed=observed_host)
     used = {c.checkpoints.nfs for c in spec.containers.values() if c.checkpoints}
+    used |= {c.workspace.nfs for c in spec.containers.values() if c.workspace.nfs}
     for mount_name, mount in sorted(spec.nfs_mounts.items()):
         if mount_name not in used:
             continue
@@ -57,7 +54,9 @@ def tf_node_deploy(spec: NodeSpec) -> None:
         seals = {
             secret: seal_of(secret_path(name, secret), value) for secret, value in values.items()
         }
-        desired = desired_container(name, container, pinned, spec.nfs_mounts, seals)
+        desired = desired_container(
+            name, container, pinned, spec.nfs_mounts, seals, spec.publish_address
+        )
         container_files(
             name=f"Secret files and authorized keys of {name}",
             desired=desired,
@@ -65,13 +64,19 @@ def tf_node_deploy(spec: NodeSpec) -> None:
             authorized_keys="".join(key.strip() + "\n" for key in container.authorized_keys),
             observed=node,
         )
-        tf_container(name=f"Container {name} ({container.image})", desired=desired, observed=node)
+        tf_container(
+            name=f"Container {name} ({container.image})",
+            desired=desired,
+            observed=node,
+            force_busy=is_forced(host.data.get("force_busy", False)),
+        )
         container_health(
             name=f"Health of {name}",
             container=name,
-            gpus=_gpus_inside(container, spec.gpu_count),
+            gpus=container.gpus.visible(spec.gpu_count),
             jupyter=container.jupyter is not None,
         )
+    pending_replacements(name="Pending replacements")
     node_summary(
         name="Summary",
         lines=[

@@ -10,7 +10,10 @@
 - ``certs``: sha256 of each registry CA under /etc/docker/certs.d.
 - ``images``: every local image's ``name@digest`` and ID.
 - ``containers``: ``docker inspect`` of every container labelled
-  ``tfenv.managed=true``, reduced to the fields tfenv compares.
+  ``tfenv.managed=true``, reduced to what the option table reads
+  (:mod:`tfenv.containers.options`).
+- ``busy``: for each running one, what keeps it in use (SSH sessions, Jupyter
+  kernels, GPU processes: :mod:`tfenv.containers.busy`).
 - ``mounts``: tfenv's mount units (text and state) and what is mounted where.
 
 Parsing is pure and tested with captured output (tests/facts/tf_node.TfNode/).
@@ -24,18 +27,17 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from tfenv.containers.busy import BUSY_FUNCTIONS
+from tfenv.containers.options import read_options
 from tfenv.facts.sections import MARK, read_state, split_sections
+from tfenv.layout import MANAGED_LABEL, SEAL_SUFFIX, TFENV_ETC, UNIT_MARKER
 
-MANAGED_LABEL = "tfenv.managed"
-SEAL_SUFFIX = ".tfenv-seal"
-TFENV_ETC = "/etc/tfenv"
-UNIT_MARKER = "# Managed by tfenv"
-SECTIONS = ("docker", "sealed", "certs", "images", "containers", "units", "mounted")
+SECTIONS = ("docker", "sealed", "certs", "images", "containers", "busy", "units", "mounted")
 
 # A seal file holds two lines: the seal (shown) and the sha256 of the content
 # as written (compared here, on the host, and never printed).
 SCRIPT = f"""\
-s() {{ echo '{MARK}'"$1"; }}
+{BUSY_FUNCTIONS}s() {{ echo '{MARK}'"$1"; }}
 s docker; if ! command -v docker >/dev/null 2>&1; then echo absent; \
 elif timeout 60 docker info --format '{{{{.ServerVersion}}}}' >/dev/null 2>&1; then echo ok; \
 else echo down; fi
@@ -50,6 +52,9 @@ s images; timeout 60 docker image ls --digests --no-trunc \
 --format '{{{{.Repository}}}}@{{{{.Digest}}}}\t{{{{.ID}}}}' 2>/dev/null | grep -v '@<none>'
 s containers; ids=$(timeout 60 docker ps -aq --no-trunc --filter label={MANAGED_LABEL}=true \
 2>/dev/null); [ -n "$ids" ] && timeout 60 docker inspect $ids
+s busy; [ -n "$ids" ] && tfenv_gpu_apps && for c in $(timeout 60 docker ps -q --filter \
+label={MANAGED_LABEL}=true --format '{{{{.Names}}}}' 2>/dev/null); do tfenv_busy "$c" -1 | \
+while IFS= read -r line; do printf '%s\\t%s\\n' "$c" "$line"; done; done
 s units; for f in /etc/systemd/system/*.mount; do grep -qx '{UNIT_MARKER}' "$f" 2>/dev/null \
 || continue; echo "== $f"; sed -e '$a\\' "$f"; \
 echo "== state $(systemctl is-active "$(basename "$f")" 2>/dev/null)"; done
@@ -75,27 +80,25 @@ class MountUnit:
 
 @dataclass
 class ObservedContainer:
-    """A tfenv container as ``docker inspect`` shows it, reduced to what we compare."""
+    """A tfenv container as ``docker inspect`` shows it: its state, and each
+    option of the option table as read (``options``: field -> reading)."""
 
     name: str
     id: str
     image_id: str
-    image: str  # Config.Image: the reference it was created from
     running: bool
     status: str
     health: str | None
     labels: dict[str, str] = field(default_factory=dict)
-    env: list[str] = field(default_factory=list)
-    user: str = ""
-    hostname: str = ""
-    ports: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    mounts: list[dict[str, Any]] = field(default_factory=list)  # HostConfig.Mounts (--mount)
-    device_requests: list[dict[str, Any]] = field(default_factory=list)
-    shm_size: int = 0
-    ulimits: list[dict[str, Any]] = field(default_factory=list)
-    restart: str = ""
-    healthcheck: dict[str, Any] | None = None
     started_at: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    # What keeps it in use, as tfenv_busy prints it (see tfenv.containers.busy)
+    busy: list[str] = field(default_factory=list)
+
+    @property
+    def image(self) -> str:
+        """Config.Image: the reference it was created from."""
+        return str(self.options.get("image", ""))
 
 
 @dataclass
@@ -128,56 +131,19 @@ class TfNodeState:
 
 
 def reduce_inspect(entry: dict[str, Any]) -> ObservedContainer:
-    """The fields tfenv compares, from one ``docker inspect`` entry."""
+    """A container's state and option readings, from one ``docker inspect`` entry."""
     config = entry.get("Config") or {}
-    host_config = entry.get("HostConfig") or {}
     state = entry.get("State") or {}
-    restart = host_config.get("RestartPolicy") or {}
-    restart_name = restart.get("Name") or "no"
-    if restart_name == "on-failure" and restart.get("MaximumRetryCount"):
-        restart_name = f"on-failure:{restart['MaximumRetryCount']}"
     return ObservedContainer(
         name=(entry.get("Name") or "").lstrip("/"),
         id=entry.get("Id", ""),
         image_id=entry.get("Image", ""),
-        image=config.get("Image", ""),
         running=bool(state.get("Running")),
         status=state.get("Status", ""),
         health=(state.get("Health") or {}).get("Status"),
         labels=dict(config.get("Labels") or {}),
-        env=list(config.get("Env") or []),
-        user=config.get("User", ""),
-        hostname=config.get("Hostname", ""),
-        ports={
-            port: [
-                {"HostIp": b.get("HostIp", ""), "HostPort": b.get("HostPort", "")}
-                for b in (bindings or [])
-            ]
-            for port, bindings in (host_config.get("PortBindings") or {}).items()
-        },
-        mounts=[
-            {
-                "Type": m.get("Type", ""),
-                "Source": m.get("Source", ""),
-                "Target": m.get("Target", ""),
-                "ReadOnly": bool(m.get("ReadOnly")),
-            }
-            for m in (host_config.get("Mounts") or [])
-        ],
-        device_requests=[
-            {
-                "Driver": r.get("Driver", ""),
-                "Count": r.get("Count", 0),
-                "DeviceIDs": list(r.get("DeviceIDs") or []),
-                "Capabilities": [list(c) for c in (r.get("Capabilities") or [])],
-            }
-            for r in (host_config.get("DeviceRequests") or [])
-        ],
-        shm_size=int(host_config.get("ShmSize") or 0),
-        ulimits=[dict(u) for u in (host_config.get("Ulimits") or [])],
-        restart=restart_name,
-        healthcheck=config.get("Healthcheck"),
         started_at=state.get("StartedAt", ""),
+        options=read_options(entry),
     )
 
 
@@ -205,8 +171,12 @@ def parse(lines: list[str]) -> TfNodeState:
             for entry in json.loads(text):
                 container = reduce_inspect(entry)
                 state.containers[container.name] = container
-        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        except (json.JSONDecodeError, TypeError, AttributeError, KeyError) as exc:
             state.containers_error = f"unreadable docker inspect output: {exc}"
+    for line in sections["busy"]:
+        name, _, what = line.partition("\t")
+        if name in state.containers and what:
+            state.containers[name].busy.append(what)
     current = None
     for line in sections["units"]:
         if line.startswith("== state "):

@@ -25,7 +25,12 @@ JUPYTERLAB_VERSION = "4.2.5"
 REPOSITORY = "tfenv/tensorflow"
 DEBIAN_REPOSITORY = "tfenv/debian"  # small image for checks (GPU visible in a container)
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-BASE_FILES = ("tf-base.Dockerfile", "tfenv-dev-entrypoint", "jupyter_server_config.py")
+BASE_FILES = (
+    "tf-base.Dockerfile",
+    "tfenv-dev-entrypoint",
+    "tfenv-sshd_config",
+    "jupyter_server_config.py",
+)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tfenv.model.secrets import SecretRef, check_secret
 from tfenv.model.spec import (
     CONTAINER_NAME,
     SECRET_NAME,
+    Address,
     AptRepositories,
     Container,
     ContainerToolkit,
@@ -50,6 +51,7 @@ class DeclaredData(Strict):
     nfs_mounts: dict[str, NfsMount] = Field(default_factory=dict)
     containers: dict[str, Container] = Field(default_factory=dict)
     gpu_check_image: str | None = None
+    publish_address: Address = "0.0.0.0"
 
 
 TFENV_KEYS = frozenset(DeclaredData.model_fields)
@@ -198,16 +200,20 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
             yield from secret_exists(
                 f"{where}.jupyter.token_secret", container.jupyter.token_secret
             )
-        if container.checkpoints and container.checkpoints.nfs not in declared.nfs_mounts:
-            known = ", ".join(sorted(declared.nfs_mounts)) or "none declared"
-            yield Problem(
-                host,
-                f"{where}.checkpoints.nfs",
-                f"the name of an entry in nfs_mounts ({known})",
-                _short(container.checkpoints.nfs),
-            )
+        known = ", ".join(sorted(declared.nfs_mounts)) or "none declared"
+        for field, mount in (
+            ("checkpoints.nfs", container.checkpoints.nfs if container.checkpoints else None),
+            ("workspace.nfs", container.workspace.nfs),
+        ):
+            if mount is not None and mount not in declared.nfs_mounts:
+                yield Problem(
+                    host,
+                    f"{where}.{field}",
+                    f"the name of an entry in nfs_mounts ({known})",
+                    _short(mount),
+                )
         yield from _check_gpus(host, where, container, declared.gpu_count)
-    yield from _check_ports(host, declared.containers)
+    yield from _check_ports(host, declared.containers, declared.publish_address)
 
 
 def _check_locked_image(host: str, field: str, image: str, lock: ImageLock | None):
@@ -252,16 +258,17 @@ def _check_names(host: str, declared: DeclaredData):
 
 
 def _check_gpus(host: str, where: str, container: Container, gpu_count: int | None):
-    if container.gpus is None or container.gpus == "all":
+    gpus = container.gpus
+    if gpus.highest_index() is None:  # none or all
         return
     if gpu_count is None:
         yield Problem(host, "gpu_count", f"the host's GPU count, since {where}.gpus names GPUs")
         return
-    if isinstance(container.gpus, int) and container.gpus > gpu_count:
+    if gpus.kind == "count" and gpus.count > gpu_count:
         yield Problem(
-            host, f"{where}.gpus", f"at most {gpu_count} GPUs (gpu_count)", str(container.gpus)
+            host, f"{where}.gpus", f"at most {gpu_count} GPUs (gpu_count)", str(gpus.count)
         )
-    for index in container.gpu_indices:
+    for index in gpus.devices:
         if index >= gpu_count:
             yield Problem(
                 host,
@@ -282,22 +289,37 @@ def _overlaps(a: str, b: str) -> bool:
     return ia.version == ib.version and (ia.is_unspecified or ib.is_unspecified)
 
 
-def _check_ports(host: str, containers: Mapping[str, Container]):
+def _check_ports(host: str, containers: Mapping[str, Container], publish_address: str):
     seen: list[tuple[str, int, str, str, str]] = []  # address, port, protocol, owner, field
     for name, container in containers.items():
         for index, port in enumerate(container.ports):
             field = f"containers.{name}.ports[{index}]"
+            bound = container.port_address(port, publish_address)
             for address, number, protocol, _owner, other_field in seen:
-                if (
-                    number == port.host
-                    and protocol == port.protocol
-                    and _overlaps(address, port.address)
-                ):
+                if number == port.host and protocol == port.protocol and _overlaps(address, bound):
                     yield Problem(
                         host,
                         f"{field}.host",
                         f"a host port not already published by {other_field}",
-                        f"{port.address}:{port.host}/{port.protocol}",
+                        f"{bound}:{port.host}/{port.protocol}",
                     )
                     break
-            seen.append((port.address, port.host, port.protocol, name, field))
+            seen.append((bound, port.host, port.protocol, name, field))
+
+
+def warnings(spec: NodeSpec) -> list[Problem]:
+    """Declared states that work but that a careful operator should know about."""
+    found = []
+    for name, container in sorted(spec.containers.items()):
+        for index, port in enumerate(container.ports):
+            address = container.port_address(port, spec.publish_address)
+            jupyter = container.jupyter and port.container == container.jupyter.port
+            if jupyter and not ipaddress.ip_address(address).is_loopback:
+                found.append(Problem(
+                    spec.host,
+                    f"containers.{name}.ports[{index}]",
+                    "Jupyter published on 127.0.0.1 (reach it through an SSH tunnel): "
+                    "it serves plain HTTP, so its token crosses the network in clear",
+                    f"published on {address}",
+                ))  # fmt: skip
+    return found

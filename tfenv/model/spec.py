@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from tfenv.images.lock import ImageLock
+from tfenv.model.gpus import NO_GPUS, Gpus
 from tfenv.model.secrets import SecretRef
 
 UNIX_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
@@ -53,7 +54,7 @@ def matching(pattern: str, expected: str):
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
-        if not compiled.match(value):
+        if not compiled.fullmatch(value):
             raise ValueError(expected)
         return value
 
@@ -74,23 +75,6 @@ Hostname = matching(r"^[A-Za-z0-9.:\[\]-]+$", "a host name or IP address")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Uid = Annotated[int, Field(ge=1, le=2**31 - 2)]  # root (0) is not a dev user
-
-
-def _gpus(value: object) -> object:
-    """``"all"``, a count, or a list of indices: one clear error for anything else."""
-    if value is None or value == "all":
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    if (
-        isinstance(value, list | tuple)
-        and value
-        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
-    ):
-        if len(set(value)) != len(value):
-            raise ValueError("GPU indices without repeats")
-        return tuple(value)
-    raise ValueError("'all', a GPU count (1 or more) or a list of GPU indices such as [0, 1]")
 
 
 def _https(value: str) -> str:
@@ -177,7 +161,9 @@ class User(Strict):
 class PortMapping(Strict):
     container: Port
     host: Port
-    address: Address = "0.0.0.0"
+    # None: 127.0.0.1 for Jupyter's port (reach it through SSH), the host's
+    # publish_address for every other port.
+    address: Address | None = None
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
@@ -196,12 +182,88 @@ class Checkpoints(Strict):
     path: AbsPath = "/checkpoints"
 
 
+CAPABILITIES = frozenset(
+    [
+        "AUDIT_CONTROL",
+        "AUDIT_READ",
+        "AUDIT_WRITE",
+        "BLOCK_SUSPEND",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "KILL",
+        "LEASE",
+        "LINUX_IMMUTABLE",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+        "MKNOD",
+        "NET_ADMIN",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_RAW",
+        "PERFMON",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_CHROOT",
+        "SYS_MODULE",
+        "SYS_NICE",
+        "SYS_PACCT",
+        "SYS_PTRACE",
+        "SYS_RAWIO",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "SYSLOG",
+        "WAKE_ALARM",
+    ]
+)
+
+
+def _capability(value: str) -> str:
+    name = value.upper().removeprefix("CAP_") if isinstance(value, str) else value
+    if name not in CAPABILITIES:
+        raise ValueError("a Linux capability name such as NET_ADMIN or SYS_PTRACE")
+    return name
+
+
+Capability = Annotated[str, AfterValidator(_capability)]
+
+
+class Workspace(Strict):
+    """Where the user's home lives: a host directory by default, or on an NFS mount."""
+
+    nfs: str | None = Field(default=None, min_length=1, description="an entry in nfs_mounts")
+
+
+class ReplacePolicy(Strict):
+    """What tfenv does when a container it must replace is in use.
+
+    ``when-idle``: leave it, report the replacement as pending (the host fails);
+    ``wait``: poll until idle for up to ``timeout`` seconds, then replace;
+    ``now``: tell the logged-in users' terminals, then replace.
+    """
+
+    policy: Literal["when-idle", "wait", "now"] = "when-idle"
+    timeout: int = Field(default=600, ge=1, le=86400, description="seconds, for 'wait'")
+    idle_minutes: int = Field(default=30, ge=0, le=10080)
+
+
 class Container(Strict):
     image: str = Field(min_length=1, description="name:tag, resolved through the image lock")
     user: User
     authorized_keys: tuple[str, ...] = ()
     ports: tuple[PortMapping, ...] = ()
-    gpus: Annotated[object, BeforeValidator(_gpus)] = None
+    gpus: Annotated[Gpus, BeforeValidator(Gpus.parse)] = NO_GPUS
     shm_size: Size | None = None
     ulimits: dict[str, Ulimit] = Field(default_factory=dict)
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
@@ -210,6 +272,13 @@ class Container(Strict):
     secrets: tuple[SecretName, ...] = ()
     jupyter: Jupyter | None = None
     checkpoints: Checkpoints | None = None
+    workspace: Workspace = Workspace()
+    # sshd runs as the user, so on an unprivileged port inside the container.
+    ssh_port: int = Field(default=2222, ge=1024, le=65535)
+    replace: ReplacePolicy = ReplacePolicy()
+    # Least privilege: every capability is dropped; add back only what is named.
+    cap_add: tuple[Capability, ...] = ()
+    read_only: bool = False  # a read-only root filesystem (tmpfs on /tmp and /run)
 
     @field_validator("authorized_keys")
     @classmethod
@@ -236,9 +305,13 @@ class Container(Strict):
                 raise ValueError(f"ulimit name {name!r}, one of {', '.join(sorted(ULIMIT_NAMES))}")
         return ulimits
 
-    @property
-    def gpu_indices(self) -> tuple[int, ...]:
-        return self.gpus if isinstance(self.gpus, tuple) else ()
+    def port_address(self, port: PortMapping, publish_address: str) -> str:
+        """The host address ``port`` is published on (see :class:`PortMapping`)."""
+        if port.address is not None:
+            return port.address
+        if self.jupyter and port.container == self.jupyter.port:
+            return "127.0.0.1"
+        return publish_address
 
 
 ULIMIT_NAMES = frozenset(
@@ -300,3 +373,5 @@ class NodeSpec(Strict):
     # name:tag of a small image (pinned in the lock) that proves GPUs are
     # visible inside a container: `docker run --gpus all IMAGE nvidia-smi -L`.
     gpu_check_image: str | None = None
+    # Where container ports without an address are published (Jupyter's: 127.0.0.1).
+    publish_address: str = "0.0.0.0"

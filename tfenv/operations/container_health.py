@@ -28,7 +28,8 @@ def retry(check, seconds=90):
                 return f"error: {type(exc).__name__}: {exc}"[:200]
             time.sleep(1)
 def sshd():
-    with socket.create_connection(("127.0.0.1", 22), 5) as s:
+    port = int(os.environ.get("TFENV_SSH_PORT", "22"))
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
         banner = s.recv(64)
     if not banner.startswith(b"SSH-2.0"):
         raise ValueError("no SSH banner")

@@ -9,7 +9,8 @@ from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from tfenv.facts.gpu import GpuHostState, gpu_host
-from tfenv.facts.tf_node import UNIT_MARKER, TfNodeState, tf_node
+from tfenv.facts.tf_node import TfNodeState, tf_node
+from tfenv.layout import UNIT_MARKER
 from tfenv.operations.config_file import write_file
 
 UNIT_DIR = "/etc/systemd/system"

@@ -21,6 +21,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from tfenv.facts.tf_node import TfNodeState, tf_node
+from tfenv.layout import DOCKER_CONFIG_DIR
 from tfenv.model.secrets import SecretValue
 from tfenv.operations.config_file import write_file
 from tfenv.operations.sealed_file import (
@@ -29,7 +30,6 @@ from tfenv.operations.sealed_file import (
     write_sealed_file,
 )
 
-DOCKER_CONFIG_DIR = "/etc/tfenv/docker"
 DOCKER_CONFIG = f"{DOCKER_CONFIG_DIR}/config.json"
 CERTS_DIR = "/etc/docker/certs.d"
 

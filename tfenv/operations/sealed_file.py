@@ -26,7 +26,8 @@ from functools import lru_cache
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 from pyinfra.api.command import PyinfraCommand
 
-from tfenv.facts.tf_node import SEAL_SUFFIX, SealedFile
+from tfenv.facts.tf_node import SealedFile
+from tfenv.layout import SEAL_SUFFIX
 from tfenv.model.secrets import SecretValue
 
 # scrypt cost: about 30 ms here; computed once per (path, value) per run, not per host.

@@ -5,6 +5,11 @@ spec. This one does (see :mod:`tfenv.containers.drift`), recreates only on a
 real difference, and pulls the new image *before* touching the old
 container: a failed pull leaves it running. A new container that fails to
 start gives way to the previous one again.
+
+A researcher's work is never lost to a replacement: the home directory and
+checkpoints are host (or NFS) directories that outlive the container, and a
+container in use (SSH sessions, busy Jupyter kernels, GPU processes: see
+:mod:`tfenv.containers.busy`) is replaced only as its ``replace`` policy says.
 """
 
 from __future__ import annotations
@@ -14,16 +19,15 @@ from collections.abc import Mapping
 from pyinfra import host, logger
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from tfenv.containers.desired import (
-    HOST_KEYS_DIR,
-    DesiredContainer,
-    authorized_keys_path,
-    run_arguments,
-    secret_path,
-)
+from tfenv import layout
+from tfenv.containers.busy import BUSY_FUNCTIONS, busy_reasons
+from tfenv.containers.desired import DesiredContainer, account_files, authorized_keys_path
 from tfenv.containers.drift import Drift, drift
+from tfenv.containers.options import run_arguments
 from tfenv.facts.tf_node import TfNodeState, tf_node
+from tfenv.layout import PREVIOUS_SUFFIX, secret_path
 from tfenv.model.secrets import SecretValue
+from tfenv.operations.failure import fail_host
 from tfenv.operations.image import pull_command
 from tfenv.operations.sealed_file import (
     remove_sealed_file,
@@ -31,30 +35,82 @@ from tfenv.operations.sealed_file import (
     write_sealed_file,
 )
 
-PREVIOUS = ".tfenv-previous"  # the old container, kept stopped until the new one runs
+NOTICE_SECONDS = 10  # between the notice on users' terminals and the replacement
+OVERRIDE = "--data force_busy=true"
+# host name -> container -> why its replacement is pending (reported, then the host fails)
+PENDING: dict[str, dict[str, list[str]]] = {}
 
 
 def _prepare(desired: DesiredContainer) -> list[StringCommand]:
-    host_keys = f"{HOST_KEYS_DIR}/{desired.name}/ssh-host-keys"
-    commands = [StringCommand("install", "-d", "-m", "0700", QuoteString(host_keys))]
-    if desired.checkpoint_source:
-        mount_point = desired.checkpoint_source.rsplit("/", 1)[0]
+    owner = ["-o", str(desired.uid), "-g", str(desired.gid)]
+    host_keys = QuoteString(layout.host_keys_dir(desired.name))
+    # sshd runs as the user: its host keys are theirs (kept from earlier containers).
+    commands = [
+        StringCommand("install", "-d", "-m", "0700", *owner, host_keys),
+        StringCommand("chown", "-R", f"{desired.uid}:{desired.gid}", host_keys),
+    ]
+    for mount_point in desired.needs_mounted:
         message = (
-            f"tfenv: {mount_point} is not mounted: {desired.name} is not started, so it never "
-            "writes checkpoints to the local disk. Check the NFS mount (systemctl status, the "
-            "server), then run the deploy again."
+            f"tfenv: {mount_point} is not mounted: {desired.name} is not started, so nothing "
+            "meant for the export (home, checkpoints) is written to the local disk. Check the "
+            "NFS mount (systemctl status, the server), then run the deploy again."
         )
-        owner = ["-o", str(desired.uid), "-g", str(desired.gid)]
-        commands += [
+        commands.append(
             StringCommand("mountpoint", "-q", QuoteString(mount_point), "||",
                           "{", "echo", QuoteString(message), ">&2;", "exit", "1;", "}"),
-            StringCommand("install", "-d", *owner, QuoteString(desired.checkpoint_source)),
-        ]  # fmt: skip
+        )  # fmt: skip
+    home = desired.home_source
+    parent = home.rsplit("/", 1)[0]
+    commands += [
+        StringCommand("install", "-d", "-m", "0755", QuoteString(parent)),
+        StringCommand("install", "-d", "-m", "0750", *owner, QuoteString(home)),
+    ]
+    if desired.checkpoint_source:
+        commands.append(StringCommand("install", "-d", *owner,
+                                      QuoteString(desired.checkpoint_source)))  # fmt: skip
     return commands
 
 
+def _guard(desired: DesiredContainer, policy: str) -> StringCommand:
+    """Right before the replacement, on the host: is the container in use now?
+    ``when-idle`` stops, ``wait`` polls until idle or the timeout, ``now`` tells
+    the users' terminals and goes on."""
+    name = QuoteString(desired.name)
+    idle = str(desired.replace.idle_minutes)
+    check = StringCommand("tfenv_gpu_apps;", "r=$(tfenv_busy", name, idle, ");")
+    if policy == "when-idle":
+        busy = QuoteString(f"tfenv: {desired.name} came into use; not replaced ({OVERRIDE} "
+                           "replaces it anyway):")  # fmt: skip
+        act = StringCommand('[ -z "$r" ] ||', "{", "echo", busy, '"$r"', ">&2;", "exit", "1;", "}")
+    elif policy == "wait":
+        timeout = desired.replace.timeout
+        late = QuoteString(f"tfenv: {desired.name} is still in use after {timeout} s; not "
+                           f"replaced (run again later, or {OVERRIDE}):")  # fmt: skip
+        act = StringCommand(
+            f"end=$(( $(date +%s) + {timeout} ));", 'while [ -n "$r" ]; do',
+            '[ "$(date +%s)" -lt "$end" ] ||',
+            "{", "echo", late, '"$r"', ">&2;", "exit", "1;", "};",
+            "sleep", "3;", check, "done",
+        )  # fmt: skip
+    else:
+        notice = (
+            f"*** tfenv: this container ({desired.name}) is replaced in {NOTICE_SECONDS} seconds "
+            "by a deploy. Save your work now. Your home directory and checkpoints are kept; "
+            "reconnect in a minute. ***"
+        )
+        tell = (
+            'for t in /dev/pts/[0-9]*; do [ -w "$t" ] && printf "\\r\\n%s\\r\\n" "$1" > "$t"; '
+            "done; true"
+        )
+        act = StringCommand(
+            '[ -z "$r" ] ||', "{", "docker", "exec", name, "sh", "-c", QuoteString(tell), "sh",
+            QuoteString(notice), ";", "sleep", str(NOTICE_SECONDS), ";", "}",
+        )  # fmt: skip
+    return StringCommand(BUSY_FUNCTIONS, check, act)
+
+
 def _replace(desired: DesiredContainer) -> StringCommand:
-    name, old = QuoteString(desired.name), QuoteString(desired.name + PREVIOUS)
+    name, old = QuoteString(desired.name), QuoteString(desired.name + PREVIOUS_SUFFIX)
     restore = QuoteString(
         f"tfenv: the new {desired.name} did not start; the previous container runs again"
     )
@@ -69,31 +125,45 @@ def _replace(desired: DesiredContainer) -> StringCommand:
     )  # fmt: skip
 
 
-_reported: set[tuple[str, str, tuple[Drift, ...]]] = set()
+_said: set[tuple[str, str, str]] = set()
 
 
-def _report(name: str, differences: list[Drift]) -> None:
-    """Say which fields differ, once per run (op bodies run at planning and again at
+def _say(name: str, text: str, colour: str = "yellow") -> None:
+    """Say ``text`` once per run (op bodies run at planning and again at
     execution, or only at execution with -y)."""
-    key = (host.name, name, tuple(differences))
-    if key in _reported:
+    key = (host.name, name, text)
+    if key in _said:
         return
-    _reported.add(key)
+    _said.add(key)
+    host.log_styled(f"{name}: {text}", fg=colour, log_func=logger.info)
+
+
+def _differences(differences: list[Drift]) -> str:
     lines = "\n".join(f"      {d}" for d in differences)
-    host.log_styled(
-        f"{name}: recreating, {len(differences)} field(s) differ:\n{lines}",
-        fg="yellow",
-        log_func=logger.info,
-    )
+    return f"{len(differences)} field(s) differ:\n{lines}"
+
+
+def is_forced(value: object) -> bool:
+    """``--data force_busy=true`` (a string from the command line, or a bool)."""
+    return str(value).strip().lower() in ("1", "true", "yes")
 
 
 @operation()
-def tf_container(desired: DesiredContainer, observed: TfNodeState | None = None):
+def tf_container(
+    desired: DesiredContainer, observed: TfNodeState | None = None, force_busy: bool = False
+):
     """
     Run ``desired`` as declared: create it, leave it, start it, or recreate it on drift.
 
     + desired: the resolved container (:func:`tfenv.containers.desired.desired_container`)
     + observed: the host's TfNodeState, if already read
+    + force_busy: replace a container in use whatever its ``replace`` policy
+      (its users' terminals get a notice first)
+
+    A container in use is replaced as ``desired.replace.policy`` says:
+    ``when-idle`` leaves it and reports the replacement as pending (the host
+    fails at the end of the run: see :func:`pending_replacements`), ``wait``
+    polls on the host until it is idle, ``now`` tells its users, then replaces.
 
     **Example:**
 
@@ -110,15 +180,61 @@ def tf_container(desired: DesiredContainer, observed: TfNodeState | None = None)
         yield StringCommand("docker", "run", "-d", *run_arguments(desired), ">/dev/null")
         return
     differences = drift(desired, current)
-    if differences:
-        _report(desired.name, differences)
-        yield from _prepare(desired)
-        yield from pull  # before the old container stops: a failed pull leaves it running
-        yield _replace(desired)
-    elif not current.running:
-        yield StringCommand("docker", "start", QuoteString(desired.name), ">/dev/null")
-    else:
-        host.noop(f"{desired.name} runs as declared")
+    if not differences:
+        if current.running:
+            host.noop(f"{desired.name} runs as declared")
+        else:
+            yield from _prepare(desired)  # its home and exports, as for a new one
+            yield StringCommand("docker", "start", QuoteString(desired.name), ">/dev/null")
+        return
+    policy = "now" if force_busy else desired.replace.policy
+    reasons = busy_reasons(current.busy, desired.replace.idle_minutes) if current.running else []
+    if reasons and policy == "when-idle":
+        PENDING.setdefault(host.name, {})[desired.name] = reasons
+        _say(desired.name, (
+            f"NOT replaced, it is in use: {'; '.join(reasons)}. Its replacement is pending "
+            f"(replace: when-idle), {_differences(differences)}"
+        ))  # fmt: skip
+        host.noop(f"{desired.name} is in use: replacement pending")
+        return
+    PENDING.get(host.name, {}).pop(desired.name, None)
+    in_use = ""
+    if reasons:
+        how = {"wait": f"waiting up to {desired.replace.timeout} s for it to be idle",
+               "now": "its users' terminals get a notice first"}[policy]  # fmt: skip
+        in_use = f" It is in use ({'; '.join(reasons)}): {how}."
+    _say(desired.name, f"recreating, {_differences(differences)}{in_use}")
+    yield from _prepare(desired)
+    yield from pull  # before the old container stops: a failed pull leaves it running
+    if current.running:
+        yield _guard(desired, policy)
+    yield _replace(desired)
+
+
+@operation()
+def pending_replacements():
+    """
+    Fail the host if a container's replacement was left pending because it is in use.
+
+    Runs last, so the rest of the host is brought to its declared state first;
+    the run's exit code is then not 0 while a declared change waits.
+
+    **Example:**
+
+    .. code:: python
+
+        pending_replacements(name="Pending replacements")
+    """
+    pending = PENDING.get(host.name, {})
+    if pending and host.state.is_executing:
+        listed = "; ".join(f"{name} ({', '.join(why)})" for name, why in sorted(pending.items()))
+        yield fail_host(
+            f"replacement pending for container(s) in use: {listed}. They run on unchanged; "
+            f"run the deploy again once they are idle, or replace them now with {OVERRIDE} "
+            "(users get a notice on their terminals)."
+        )
+        return
+    host.noop("no replacement pending")
 
 
 @operation()
@@ -138,7 +254,8 @@ def container_files(
 
     Secrets: ``/etc/tfenv/secrets/CONTAINER/NAME``, mode 0400, owned by the
     container user, in a root-only directory; compared by seal. A secret no
-    longer declared is removed.
+    longer declared is removed. Authorized keys, ``passwd`` and ``group`` (the
+    container's only accounts): ``/etc/tfenv/containers/CONTAINER/``, root, 0644.
 
     **Example:**
 
@@ -157,10 +274,14 @@ def container_files(
     for path in sorted(state.sealed):
         if path.startswith(prefix) and path not in wanted:
             commands += remove_sealed_file(path)
-    keys_path = authorized_keys_path(desired.name)
-    keys = authorized_keys.encode()
-    if sealed_file_difference(keys_path, keys, "0644", 0, 0, state.sealed):
-        commands += write_sealed_file(keys_path, keys, "0644", 0, 0, directory_mode="0755")
+    public = {authorized_keys_path(desired.name): authorized_keys.encode()}
+    for name, content in account_files(desired).items():
+        public[layout.container_file(desired.name, name)] = content
+    for path, content in public.items():
+        if sealed_file_difference(path, content, "0644", 0, 0, state.sealed):
+            commands += write_sealed_file(path, content, "0644", 0, 0, directory_mode="0755")
     if not commands:
-        host.noop(f"{desired.name}: {len(wanted)} secret file(s) and authorized keys in place")
+        host.noop(
+            f"{desired.name}: {len(wanted)} secret file(s), authorized keys and accounts in place"
+        )
     yield from commands

@@ -18,6 +18,11 @@ RUN python3 -m venv /opt/tf \
  && rm /tmp/build-ca.crt \
  && /opt/tf/bin/python -c "import tensorflow as tf; print('TF', tf.__version__)"
 
+# Researchers' everyday tools (after the TF layer, so adding one reuses it).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git less procps \
+ && rm -rf /var/lib/apt/lists/*
+
 ENV PATH=/opt/tf/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     TF_CPP_MIN_LOG_LEVEL=2
 # SSH sessions do not see the image's ENV: give them the same PATH, both for
@@ -26,8 +31,11 @@ RUN printf 'PATH=/opt/tf/bin:/usr/local/bin:/usr/bin:/bin\nTF_CPP_MIN_LOG_LEVEL=
  && printf 'export PATH=/opt/tf/bin:$PATH\nexport TF_CPP_MIN_LOG_LEVEL=2\n' > /etc/profile.d/tf.sh
 
 COPY tfenv-dev-entrypoint /usr/local/bin/tfenv-dev-entrypoint
+COPY tfenv-sshd_config /etc/ssh/tfenv-sshd_config
 COPY jupyter_server_config.py /etc/jupyter/jupyter_server_config.py
-RUN chmod 0755 /usr/local/bin/tfenv-dev-entrypoint
+RUN chmod 0755 /usr/local/bin/tfenv-dev-entrypoint && chmod 0644 /etc/ssh/tfenv-sshd_config
 
-EXPOSE 22 8888
+# Runs as the user tfenv names (docker run --user UID:GID); sshd on an
+# unprivileged port.
+EXPOSE 2222 8888
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/tfenv-dev-entrypoint"]

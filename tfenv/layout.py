@@ -1,0 +1,60 @@
+"""Every path, suffix, marker and label tfenv owns on a host, in one place.
+
+Facts (which read them) and operations (which write them) both import this
+module; neither owns what the other reads.
+"""
+
+from __future__ import annotations
+
+# -- /etc/tfenv: configuration and secrets, root-owned -------------------------
+TFENV_ETC = "/etc/tfenv"
+SECRETS_DIR = f"{TFENV_ETC}/secrets"  # SECRETS_DIR/CONTAINER/SECRET, 0400, the container user
+CONTAINERS_DIR = f"{TFENV_ETC}/containers"  # authorized_keys, passwd, group per container
+DOCKER_CONFIG_DIR = f"{TFENV_ETC}/docker"  # registry logins (docker --config)
+SEAL_SUFFIX = ".tfenv-seal"  # beside every file tfenv wrote a secret or key to
+
+# -- /var/lib/tfenv: state that outlives every container ----------------------
+STATE_DIR = "/var/lib/tfenv/containers"  # STATE_DIR/CONTAINER/{home,ssh-host-keys}
+NFS_HOMES = ".tfenv-homes"  # MOUNT_POINT/.tfenv-homes/CONTAINER: homes on an NFS export
+
+# -- systemd ----------------------------------------------------------------
+UNIT_MARKER = "# Managed by tfenv"  # first line of every mount unit tfenv wrote
+
+# -- Docker -----------------------------------------------------------------
+MANAGED_LABEL = "tfenv.managed"  # tfenv never touches a container without it
+CONTAINER_LABEL = "tfenv.container"
+ENV_NAMES_LABEL = "tfenv.env-names"  # the variables tfenv set: a removed one is drift too
+LABEL_NAMES_LABEL = "tfenv.label-names"
+SECRETS_LABEL = "tfenv.secrets"  # digest of the secrets' seals: a changed value restarts
+SSH_PORT_LABEL = "tfenv.ssh-port"  # sshd's port inside: the busy check counts its sessions
+PREVIOUS_SUFFIX = ".tfenv-previous"  # the old container, kept stopped until the new one runs
+
+# -- Inside a dev container ----------------------------------------------------
+AUTHORIZED_KEYS_TARGET = "/etc/tfenv/authorized_keys"
+HOST_KEYS_TARGET = "/etc/tfenv/ssh-host-keys"
+SECRETS_TARGET = "/run/secrets"
+
+
+def secret_path(container: str, secret: str) -> str:
+    return f"{SECRETS_DIR}/{container}/{secret}"
+
+
+def container_file(container: str, name: str) -> str:
+    """``authorized_keys``, ``passwd`` or ``group`` of ``container`` on the host."""
+    return f"{CONTAINERS_DIR}/{container}/{name}"
+
+
+def host_keys_dir(container: str) -> str:
+    return f"{STATE_DIR}/{container}/ssh-host-keys"
+
+
+def local_home(container: str) -> str:
+    return f"{STATE_DIR}/{container}/home"
+
+
+def nfs_home(mount_point: str, container: str) -> str:
+    return f"{mount_point.rstrip('/')}/{NFS_HOMES}/{container}"
+
+
+def nfs_checkpoints(mount_point: str, container: str) -> str:
+    return f"{mount_point.rstrip('/')}/{container}"
