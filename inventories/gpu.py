@@ -25,9 +25,11 @@ canary = [
                         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb3JzbiBzaG91bGQgYmUgYSByZWFsIGtleQ=="
                         " alice@laptop",
                     ],
+                    # sshd runs as alice on 2222 inside; Jupyter's port is published
+                    # on 127.0.0.1 only (reach it through an SSH tunnel).
                     "ports": [
-                        {"container": 22, "host": 2201},
-                        {"container": 8888, "host": 8801, "address": "127.0.0.1"},
+                        {"container": 2222, "host": 2201},
+                        {"container": 8888, "host": 8801},
                     ],
                     "gpus": [0, 1, 2, 3],
                     "shm_size": "16g",
@@ -54,8 +56,8 @@ gpu = [
                         " bob@desk",
                     ],
                     "ports": [
-                        {"container": 22, "host": 2202},
-                        {"container": 8888, "host": 8802, "address": "127.0.0.1"},
+                        {"container": 2222, "host": 2202},
+                        {"container": 8888, "host": 8802},
                     ],
                     "gpus": "all",
                     "shm_size": "32g",
@@ -63,6 +65,10 @@ gpu = [
                     "env": {"TF_FORCE_GPU_ALLOW_GROWTH": "true"},
                     "jupyter": {"port": 8888, "token_secret": "jupyter_token_bob"},
                     "checkpoints": {"nfs": "checkpoints", "path": "/checkpoints"},
+                    # bob's home lives on the export too, not only his checkpoints
+                    "workspace": {"nfs": "checkpoints"},
+                    # long trainings: wait up to an hour for a busy container
+                    "replace": {"policy": "wait", "timeout": 3600, "idle_minutes": 60},
                 },
             },
         },

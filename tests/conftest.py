@@ -39,7 +39,7 @@ GOOD_DATA = {
             "image": "registry.test:5000/ml/tf:2.17.0",
             "user": {"name": "alice", "uid": 2001, "gid": 2001},
             "authorized_keys": [KEY_ED25519],
-            "ports": [{"container": 22, "host": 2201}],
+            "ports": [{"container": 2222, "host": 2201}],
             "gpus": [0, 1],
             "jupyter": {"token_secret": "token"},
             "checkpoints": {"nfs": "ckpt"},
@@ -47,7 +47,7 @@ GOOD_DATA = {
         "dev-b": {
             "image": "registry.test:5000/ml/tf:2.18.0",
             "user": {"name": "bob", "uid": 2002, "gid": 2002},
-            "ports": [{"container": 22, "host": 2202}],
+            "ports": [{"container": 2222, "host": 2202}],
             "gpus": [2, 3],
         },
     },

@@ -37,7 +37,7 @@ def test_dev_container_arguments(workdir: Path, good_data: dict) -> None:
         "--env TFENV_SSH_PORT=2222 --env TFENV_USER=alice",
         "--env TOKEN_FILE=/run/secrets/token",
         "--env JUPYTER_TOKEN_FILE=/run/secrets/token",
-        "--publish 0.0.0.0:2201:22/tcp",
+        "--publish 0.0.0.0:2201:2222/tcp",
         "--gpus '\"device=0,1\"'",
         "--shm-size 67108864",
         "--restart unless-stopped",

@@ -145,7 +145,14 @@ def test_dev_image_serves_key_only_ssh_and_jupyter_with_a_file_token(
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "k"], check=True
     )
-    (tmp_path / "keys").mkdir()
+    # The image runs as the user tfenv names, with the accounts tfenv writes.
+    for directory in ("keys", "home"):
+        (tmp_path / directory).mkdir(mode=0o700)
+        os.chown(tmp_path / directory, 1234, 1234)
+    (tmp_path / "passwd").write_text(
+        "root:x:0:0:root:/root:/usr/sbin/nologin\nalice:x:1234:1234::/home/alice:/bin/bash\n"
+    )
+    (tmp_path / "group").write_text("root:x:0:\nalice:x:1234:\n")
     token = "tok-" + tmp_path.name.replace("_", "")[-20:] + "x" * 8
     token_file = tmp_path / "jupyter_token"
     token_file.write_text(token + "\n")
@@ -154,23 +161,26 @@ def test_dev_image_serves_key_only_ssh_and_jupyter_with_a_file_token(
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     run = [
         "docker", "run", "-d", "--name", name, "--label", test_lab.label,
-        "-e", "TFENV_USER=alice", "-e", "TFENV_UID=1234", "-e", "TFENV_GID=1234",
-        "-e", "JUPYTER_TOKEN_FILE=/run/secrets/jupyter_token",
+        "--user", "1234:1234", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "-e", "HOME=/home/alice", "-e", "JUPYTER_TOKEN_FILE=/run/secrets/jupyter_token",
+        "-v", f"{tmp_path / 'passwd'}:/etc/passwd:ro",
+        "-v", f"{tmp_path / 'group'}:/etc/group:ro",
+        "-v", f"{tmp_path / 'home'}:/home/alice",
         "-v", f"{tmp_path / 'k.pub'}:/etc/tfenv/authorized_keys:ro",
         "-v", f"{tmp_path / 'keys'}:/etc/tfenv/ssh-host-keys",
         "-v", f"{token_file}:/run/secrets/jupyter_token:ro",
-        "-p", "127.0.0.1::22", "-p", "127.0.0.1::8888", pinned,
+        "-p", "127.0.0.1::2222", "-p", "127.0.0.1::8888", pinned,
     ]  # fmt: skip
     subprocess.run(run, check=True, capture_output=True)
     try:
         ports = {}
-        for inner in ("22", "8888"):
+        for inner in ("2222", "8888"):
             out = subprocess.run(
                 ["docker", "port", name, f"{inner}/tcp"], capture_output=True, text=True
             )
             ports[inner] = out.stdout.split()[0].rsplit(":", 1)[1]
         base = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-p", ports["22"]]  # fmt: skip
+                "-o", "UserKnownHostsFile=/dev/null", "-p", ports["2222"]]  # fmt: skip
 
         def ssh(user: str, *extra: str) -> subprocess.CompletedProcess:
             return subprocess.run(
@@ -216,5 +226,10 @@ def test_dev_image_serves_key_only_ssh_and_jupyter_with_a_file_token(
         assert token not in logs.stdout + logs.stderr
         inspect = subprocess.run(["docker", "inspect", name], capture_output=True, text=True)
         assert token not in inspect.stdout
+        top = subprocess.run(["docker", "top", name, "-eo", "uid,args"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()  # fmt: skip
+        assert len(top) > 3 and all(line.split()[0] == "1234" for line in top[1:]), top
+        # A new home gets the image's skeleton files.
+        assert (tmp_path / "home" / ".bashrc").is_file()
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

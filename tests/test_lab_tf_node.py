@@ -1,26 +1,35 @@
 """deploys/tf_node.py on a real lab host, end to end, over real SSH.
 
-One host (the lab's 5th, fresh) goes from bare to a running dev container;
-then each declared change recreates exactly that container and names the
-field; checkpoints survive; a failed pull leaves the old container running;
-no secret value shows up anywhere.
+One host (the lab's 5th, fresh) goes from bare to a running dev container
+that runs with least privilege; then each declared change recreates exactly
+that container and names the field, and the researcher's home (a file, a git
+repository with staged, unstaged and untracked changes and a stash, a venv)
+and checkpoints survive byte for byte; a container in use (SSH session,
+busy Jupyter kernel, GPU process) is replaced only as its policy says; a
+failed pull leaves the old container running; no secret value shows up anywhere.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import socket
 import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from lab_fixtures import ok_on_host, on_host, pyinfra_on_lab
 
-from tfenv.lab.fleet import Lab
+from tfenv.lab.fleet import Lab, ssh_command
 
 pytestmark = pytest.mark.lab
 
+REPO_TESTS = Path(__file__).resolve().parent
 HOST = 4  # 0-based: lab-5
 DEV_SSH = 2222
 
@@ -101,8 +110,33 @@ def test_password_and_root_logins_are_refused(node) -> None:
     assert "Permission denied (publickey)" in password.stderr
 
 
+# The researcher's work: a file, a git repository with a stash, staged, unstaged
+# and untracked changes, and a venv. Written as the user, in their home.
+RESEARCH = (
+    "cd ~ && echo 'notes of the day' > notes.txt && mkdir -p proj && cd proj "
+    "&& git init -q && git config user.email r@lab.test && git config user.name r "
+    "&& echo one > a.txt && git add a.txt && git commit -qm one "
+    "&& echo stashed >> a.txt && git stash -q && echo unstaged >> a.txt "
+    "&& echo staged > s.txt && git add s.txt && echo untracked > u.txt "
+    "&& cd ~ && python3 -m venv --without-pip venv"
+)
+# Checksums first (git status may refresh its index), then git's own view.
+WORK = (
+    "cd ~ && find notes.txt proj venv -type f -print0 | sort -z | xargs -0 sha256sum "
+    "&& git -C proj status --porcelain && git -C proj stash list"
+)
+
+
+def research(state) -> str:
+    return ok_on_host(state, HOST, f"sudo docker exec dev sh -c {shlex.quote(WORK)}")
+
+
 def test_each_change_recreates_the_container_and_names_the_field(node, test_lab: Lab) -> None:
     state, host, _ = node
+    ok_on_host(state, HOST, f"sudo docker exec dev sh -c {shlex.quote(RESEARCH)}")
+    work = research(state)
+    assert "A  s.txt" in work and "?? u.txt" in work, work
+    assert " M a.txt" in work and "stash@{0}" in work and "venv/pyvenv.cfg" in work, work
     ok_on_host(state, HOST, "sudo docker exec -u 1000 dev sh -c 'echo kept > /checkpoints/step-1'")
     keyscan = f"ssh-keyscan -p {DEV_SSH} -t ed25519 127.0.0.1 2>/dev/null"
     host_key = ok_on_host(state, HOST, keyscan)
@@ -112,7 +146,7 @@ def test_each_change_recreates_the_container_and_names_the_field(node, test_lab:
     token2.chmod(0o600)
     cases = [
         ("image", {"containers.dev": {"image": lab2}}),
-        ("ports", {"containers.dev": {"ports": [{"container": 22, "host": DEV_SSH},
+        ("ports", {"containers.dev": {"ports": [{"container": 2222, "host": DEV_SSH},
                                                  {"container": 8888, "host": 8889}]}}),
         ("gpus", {"containers.dev": {"gpus": [1]}}),
         ("env: EXPERIMENT", {"containers.dev": {"env": {"EXPERIMENT": "lr-0.1"}}}),
@@ -132,8 +166,14 @@ def test_each_change_recreates_the_container_and_names_the_field(node, test_lab:
         target = "/ckpt" if "checkpoints" in changes.get("containers.dev", {}) else "/checkpoints"
         kept = ok_on_host(state, HOST, f"sudo docker exec dev cat {target}/step-1")
         assert kept.strip() == "kept", field
+        assert research(state) == work, field  # the home, byte for byte
         again = deploy(test_lab, host, changes=changes)
         assert f"[{host}] No changes" in again, (field, again)
+    # Drift behind tfenv's back is fixed by a replacement too, the home kept.
+    ok_on_host(state, HOST, "sudo docker update --restart no dev >/dev/null")
+    fixed = deploy(test_lab, host, changes=changes)
+    assert "      restart (declared unless-stopped, running no)" in fixed, fixed
+    assert research(state) == work
     # The SSH host key stayed the same through six replacements.
     assert (
         ok_on_host(state, HOST, f"ssh-keyscan -p {DEV_SSH} -t ed25519 127.0.0.1 2>/dev/null")
@@ -210,3 +250,195 @@ def test_no_secret_value_leaks_at_any_verbosity(node, test_lab: Lab) -> None:
 
 def leak_on_purpose(lab: Lab, host: str) -> str:
     return pyinfra_on_lab(lab, "-vvv", "--limit", host, "tests/lab_deploys/leak_on_purpose.py")
+
+
+def test_the_dev_container_runs_with_least_privilege(node, test_lab: Lab) -> None:
+    state, _, _ = node
+    info = container(state)
+    assert info["Config"]["User"] == "1000:1000"
+    assert info["HostConfig"]["CapDrop"] == ["ALL"] and not info["HostConfig"]["CapAdd"]
+    assert info["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
+    top = ok_on_host(state, HOST, "sudo docker top dev -eo uid,pid,args").splitlines()
+    assert len(top) >= 4, top  # tini, the entrypoint, sshd, Jupyter
+    assert all(line.split()[0] == "1000" for line in top[1:]), top
+    # Jupyter: on the lab host's loopback only, so through an SSH tunnel...
+    bindings = info["HostConfig"]["PortBindings"]
+    assert bindings["8888/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8888"}]
+    token = Path(state.secrets["jupyter_token_dev"]).read_text().strip()
+    lab_host = state.hosts[HOST]
+    local = 18000 + HOST
+    tunnel = subprocess.Popen(
+        [*ssh_command(state.key, state.known_hosts, lab_host.port, state.user)[:-1],
+         "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:8888", f"{state.user}@127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        status = _http_status(f"http://127.0.0.1:{local}/api/status", token, tries=30)
+        assert status == 200
+        assert _http_status(f"http://127.0.0.1:{local}/api/status", None) == 403
+    finally:
+        tunnel.terminate()
+        tunnel.wait()
+    # ...and not from outside the lab host (its address on the lab network).
+    address = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+         lab_host.container], capture_output=True, text=True, check=True,
+    ).stdout.split()[0]  # fmt: skip
+    with pytest.raises(OSError):
+        socket.create_connection((address, 8888), timeout=5).close()
+    socket.create_connection((address, DEV_SSH), timeout=5).close()  # SSH is published
+
+
+def _http_status(url: str, token: str | None, tries: int = 1) -> int:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5):
+                return 200
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+# -- a container in use --------------------------------------------------------
+
+SESSION = (
+    "setsid nohup ssh -tt -i /tmp/dev_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no "
+    "-o UserKnownHostsFile=/dev/null researcher@127.0.0.1 'sleep 900' >/tmp/session.out 2>&1 "
+    "</dev/null & sleep 3"
+)
+# [s]sh: the pattern must not match this pkill's own command line (its SSH session)
+CLOSE_SESSION = "pkill -f '[s]sh -tt -i /tmp/dev_key' ; sleep 1; true"
+
+
+def _change(number: int, **replace) -> dict:
+    """A one-field change (a new EXPERIMENT value), with a replace policy."""
+    update: dict = {"env": {"EXPERIMENT": f"busy-{number}"}}
+    if replace:
+        update["replace"] = replace
+    return {"containers.dev": update}
+
+
+def test_an_ssh_session_holds_off_a_replacement_until_it_closes(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    ok_on_host(
+        state, HOST, "cat > /tmp/dev_key && chmod 600 /tmp/dev_key", Path(state.key).read_text()
+    )
+    ok_on_host(state, HOST, SESSION)
+    before = container(state)["Id"]
+    try:
+        held = deploy(test_lab, host, changes=_change(1), succeed=False)
+    finally:
+        ok_on_host(state, HOST, CLOSE_SESSION)
+    assert "dev: NOT replaced, it is in use: an SSH session from " in held, held
+    assert "Error: replacement pending for container(s) in use: dev (an SSH session" in held
+    assert "--data force_busy=true" in held
+    assert container(state)["Id"] == before  # untouched
+    output = deploy(test_lab, host, changes=_change(1))  # the session closed: replaced now
+    assert "dev: recreating, 1 field(s) differ:" in output
+    assert container(state)["Id"] != before
+
+
+def test_wait_replaces_once_the_session_closes(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    ok_on_host(state, HOST, SESSION)
+    before = container(state)["Id"]
+    closer = threading.Timer(20, ok_on_host, (state, HOST, CLOSE_SESSION))
+    closer.start()
+    try:
+        output = deploy(test_lab, host, changes=_change(2, policy="wait", timeout=240))
+    finally:
+        closer.join()
+    assert "waiting up to 240 s for it to be idle" in output, output
+    assert container(state)["Id"] != before
+
+
+def test_now_tells_the_session_then_replaces(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    ok_on_host(state, HOST, SESSION)
+    before = container(state)["Id"]
+    try:
+        output = deploy(test_lab, host, changes=_change(3, policy="now"))
+    finally:
+        ok_on_host(state, HOST, CLOSE_SESSION)
+    assert "its users' terminals get a notice first" in output, output
+    assert container(state)["Id"] != before
+    seen = ok_on_host(state, HOST, "cat /tmp/session.out")
+    assert "*** tfenv: this container (dev) is replaced in 10 seconds by a deploy." in seen, seen
+
+
+def test_a_busy_jupyter_kernel_holds_off_a_replacement(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    script = (REPO_TESTS / "lab_files" / "jupyter_kernel.py").read_text()
+    kernel = ok_on_host(state, HOST, "sudo docker exec -i dev python3 - start 900", script).strip()
+    before = container(state)["Id"]
+    held = deploy(test_lab, host, changes=_change(4), succeed=False)
+    assert f"Jupyter kernel {kernel[:8]} is busy" in held, held
+    assert container(state)["Id"] == before
+    ok_on_host(state, HOST, f"sudo docker exec -i dev python3 - stop {kernel}", script)
+    deploy(test_lab, host, changes=_change(4))
+    assert container(state)["Id"] != before
+
+
+def test_a_gpu_process_holds_off_a_replacement(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    # SIMULATED: the lab's nvidia-smi lists processes marked with this variable.
+    start = ("sudo docker exec -d -e NVIDIA_SIM_GPU_PROCESS=0 dev "
+             "python3 -c 'import time; time.sleep({})'")  # fmt: skip
+    ok_on_host(state, HOST, start.format(900) + "; sleep 1")
+    before = container(state)["Id"]
+    try:
+        held = deploy(test_lab, host, changes=_change(5), succeed=False)
+    finally:
+        ok_on_host(state, HOST, "sudo docker exec dev pkill -f 'time[.]sleep[(]900'; true")
+    assert "GPU process " in held and "(python3, 1542 MiB)" in held, held
+    assert container(state)["Id"] == before
+    # wait: a GPU job that ends within the timeout is waited for.
+    ok_on_host(state, HOST, start.format(20) + "; sleep 1")
+    output = deploy(test_lab, host, changes=_change(5, policy="wait", timeout=240))
+    assert "waiting up to 240 s" in output and "GPU process " in output, output
+    assert container(state)["Id"] != before
+    deploy(test_lab, host)  # back to the declared state
+
+
+ON_NFS = {"containers.dev": {"workspace": {"nfs": "checkpoints"}}}
+
+
+def test_a_workspace_on_nfs_is_never_written_to_the_local_disk(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    nfs = f"{test_lab.name}-nfs"
+    before = container(state)["Id"]
+    subprocess.run(["docker", "stop", nfs], check=True, capture_output=True)
+    ok_on_host(state, HOST, "sudo systemctl stop mnt-checkpoints.mount")
+    try:
+        down = deploy(test_lab, host, changes=ON_NFS, succeed=False)
+        # Nothing of the home reached the unmounted mount point on the local disk.
+        ok_on_host(state, HOST, "! mountpoint -q /mnt/checkpoints && "
+                                "sudo test ! -e /mnt/checkpoints/.tfenv-homes")  # fmt: skip
+    finally:
+        subprocess.run(["docker", "start", nfs], check=True, capture_output=True)
+    assert "/mnt/checkpoints" in down and ("not mounted" in down or "mount" in down), down
+    assert container(state)["Id"] == before
+    # With the export back, the home moves to it (the local one is left as it was).
+    up = deploy(test_lab, host, changes=ON_NFS)
+    assert "      mounts (declared" in up, up
+    home = ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo on-nfs > ~/where; ls -a ~'")
+    assert "where" in home and ".bashrc" in home  # a new home gets the image's skeleton
+    assert "on-nfs" in ok_on_host(state, HOST, "sudo cat /mnt/checkpoints/.tfenv-homes/dev/where")
+    assert "notes.txt" in ok_on_host(state, HOST, "sudo ls /var/lib/tfenv/containers/dev/home")
+    deploy(test_lab, host)  # back to the declared state
+
+
+def test_a_read_only_root_filesystem_still_serves_ssh_and_jupyter(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    output = deploy(test_lab, host, "-v", changes={"containers.dev": {"read_only": True}})
+    assert "      read_only (declared True, running False)" in output, output
+    assert "dev: running, healthy, sshd answers, Jupyter answers with the token only" in output
+    refused = on_host(state, HOST, "sudo docker exec dev touch /usr/local/tfenv-was-here")
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    ok_on_host(state, HOST, "sudo docker exec dev sh -c 'touch /tmp/scratch ~/still-writable'")
+    deploy(test_lab, host)  # back to the declared state

@@ -316,6 +316,12 @@ REJECTIONS = [
         "Docker container name",
     ),
     (
+        "sshd port 22 (sshd runs rootless)",
+        set_in("containers.dev-b.ports", [{"container": 22, "host": 2202}]),
+        "containers.dev-b.ports[0].container",
+        "sshd's port inside the container, 2222 (ssh_port)",
+    ),
+    (
         "unknown replace policy",
         set_in("containers.dev-a.replace", {"policy": "whenever"}),
         "containers.dev-a.replace.policy",

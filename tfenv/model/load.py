@@ -213,6 +213,15 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
                     _short(mount),
                 )
         yield from _check_gpus(host, where, container, declared.gpu_count)
+        for index, port in enumerate(container.ports):
+            if port.container == 22 and "NET_BIND_SERVICE" not in container.cap_add:
+                yield Problem(
+                    host,
+                    f"{where}.ports[{index}].container",
+                    f"sshd's port inside the container, {container.ssh_port} (ssh_port): sshd "
+                    "runs as the user, so on an unprivileged port",
+                    "22",
+                )
     yield from _check_ports(host, declared.containers, declared.publish_address)
 
 

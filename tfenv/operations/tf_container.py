@@ -202,7 +202,7 @@ def tf_container(
     if reasons:
         how = {"wait": f"waiting up to {desired.replace.timeout} s for it to be idle",
                "now": "its users' terminals get a notice first"}[policy]  # fmt: skip
-        in_use = f" It is in use ({'; '.join(reasons)}): {how}."
+        in_use = f"\n      in use ({'; '.join(reasons)}): {how}."
     _say(desired.name, f"recreating, {_differences(differences)}{in_use}")
     yield from _prepare(desired)
     yield from pull  # before the old container stops: a failed pull leaves it running
