@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tfenv.containers.busy import BUSY_FUNCTIONS, busy_reasons
+from tfenv.containers.busy import BUSY_FUNCTIONS, busy_reasons, in_use
 
 
 def test_an_ssh_session_is_named_by_its_peer() -> None:
@@ -58,3 +58,23 @@ def test_the_jupyter_probe_has_no_single_quote() -> None:
     # It lives in a single-quoted shell variable.
     start = BUSY_FUNCTIONS.index("tfenv_kernels_probe='") + len("tfenv_kernels_probe='")
     assert "'" not in BUSY_FUNCTIONS[start : BUSY_FUNCTIONS.index("'\ntfenv_gpu_apps")]
+
+
+def _observed(running: bool, busy: list[str], checked: bool):
+    from tfenv.facts.tf_node import ObservedContainer
+
+    return ObservedContainer(
+        name="dev", id="x", image_id="y", running=running, status="", health=None,
+        busy=busy, busy_checked=checked,
+    )  # fmt: skip
+
+
+def test_a_running_container_whose_check_did_not_run_is_in_use() -> None:
+    assert in_use(_observed(True, [], checked=False), 30) == [
+        "whether it is in use could not be read, so it counts as in use"
+    ]
+    assert in_use(_observed(True, [], checked=True), 30) == []
+    assert in_use(_observed(False, [], checked=False), 30) == []  # stopped: nobody in it
+    assert in_use(_observed(True, ["gpu 7, python3, 10"], checked=True), 30) == [
+        "GPU process 7 (python3, 10 MiB)"
+    ]

@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from tfenv.layout import SSH_PORT_LABEL
+
+if TYPE_CHECKING:
+    from tfenv.facts.tf_node import ObservedContainer
 
 # The Jupyter probe runs inside the container (python3 is there: Jupyter is).
 # No single quote in it: the shell holds it in a single-quoted variable.
@@ -139,4 +143,15 @@ def busy_reasons(lines: Iterable[str], idle_minutes: int) -> list[str]:
                 f"could not read its {what.get(kind, 'state')} ({rest.strip()[:160]}), "
                 "so it counts as in use"
             )
+    return reasons
+
+
+def in_use(observed: ObservedContainer, idle_minutes: int) -> list[str]:
+    """Why ``observed`` must not be replaced without its policy's say; [] when idle.
+    A stopped container has no users; a running one whose check did not run is in use."""
+    if not observed.running:
+        return []
+    reasons = busy_reasons(observed.busy, idle_minutes)
+    if not observed.busy_checked:
+        reasons.append("whether it is in use could not be read, so it counts as in use")
     return reasons

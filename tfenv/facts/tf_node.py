@@ -52,9 +52,10 @@ s images; timeout 60 docker image ls --digests --no-trunc \
 --format '{{{{.Repository}}}}@{{{{.Digest}}}}\t{{{{.ID}}}}' 2>/dev/null | grep -v '@<none>'
 s containers; ids=$(timeout 60 docker ps -aq --no-trunc --filter label={MANAGED_LABEL}=true \
 2>/dev/null); [ -n "$ids" ] && timeout 60 docker inspect $ids
-s busy; [ -n "$ids" ] && tfenv_gpu_apps && for c in $(timeout 60 docker ps -q --filter \
+s busy; [ -n "$ids" ] && tfenv_gpu_apps && for c in $(timeout 60 docker ps --filter \
 label={MANAGED_LABEL}=true --format '{{{{.Names}}}}' 2>/dev/null); do tfenv_busy "$c" -1 | \
-while IFS= read -r line; do printf '%s\\t%s\\n' "$c" "$line"; done; done
+while IFS= read -r line; do printf '%s\\t%s\\n' "$c" "$line"; done; \
+printf '%s\\tchecked\\n' "$c"; done
 s units; for f in /etc/systemd/system/*.mount; do grep -qx '{UNIT_MARKER}' "$f" 2>/dev/null \
 || continue; echo "== $f"; sed -e '$a\\' "$f"; \
 echo "== state $(systemctl is-active "$(basename "$f")" 2>/dev/null)"; done
@@ -92,8 +93,10 @@ class ObservedContainer:
     labels: dict[str, str] = field(default_factory=dict)
     started_at: str = ""
     options: dict[str, Any] = field(default_factory=dict)
-    # What keeps it in use, as tfenv_busy prints it (see tfenv.containers.busy)
+    # What keeps it in use, as tfenv_busy prints it (see tfenv.containers.busy),
+    # and whether that was read at all (never assume idle)
     busy: list[str] = field(default_factory=list)
+    busy_checked: bool = False
 
     @property
     def image(self) -> str:
@@ -175,7 +178,9 @@ def parse(lines: list[str]) -> TfNodeState:
             state.containers_error = f"unreadable docker inspect output: {exc}"
     for line in sections["busy"]:
         name, _, what = line.partition("\t")
-        if name in state.containers and what:
+        if name in state.containers and what == "checked":
+            state.containers[name].busy_checked = True
+        elif name in state.containers and what:
             state.containers[name].busy.append(what)
     current = None
     for line in sections["units"]:

@@ -20,7 +20,7 @@ from pyinfra import host, logger
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from tfenv import layout
-from tfenv.containers.busy import BUSY_FUNCTIONS, busy_reasons
+from tfenv.containers.busy import BUSY_FUNCTIONS, in_use
 from tfenv.containers.desired import DesiredContainer, account_files, authorized_keys_path
 from tfenv.containers.drift import Drift, drift
 from tfenv.containers.options import run_arguments
@@ -188,7 +188,7 @@ def tf_container(
             yield StringCommand("docker", "start", QuoteString(desired.name), ">/dev/null")
         return
     policy = "now" if force_busy else desired.replace.policy
-    reasons = busy_reasons(current.busy, desired.replace.idle_minutes) if current.running else []
+    reasons = in_use(current, desired.replace.idle_minutes)
     if reasons and policy == "when-idle":
         PENDING.setdefault(host.name, {})[desired.name] = reasons
         _say(desired.name, (
@@ -198,12 +198,12 @@ def tf_container(
         host.noop(f"{desired.name} is in use: replacement pending")
         return
     PENDING.get(host.name, {}).pop(desired.name, None)
-    in_use = ""
+    note = ""
     if reasons:
         how = {"wait": f"waiting up to {desired.replace.timeout} s for it to be idle",
                "now": "its users' terminals get a notice first"}[policy]  # fmt: skip
-        in_use = f"\n      in use ({'; '.join(reasons)}): {how}."
-    _say(desired.name, f"recreating, {_differences(differences)}{in_use}")
+        note = f"\n      in use ({'; '.join(reasons)}): {how}."
+    _say(desired.name, f"recreating, {_differences(differences)}{note}")
     yield from _prepare(desired)
     yield from pull  # before the old container stops: a failed pull leaves it running
     if current.running:
