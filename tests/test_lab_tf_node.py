@@ -411,6 +411,7 @@ ON_NFS = {"containers.dev": {"workspace": {"nfs": "checkpoints"}}}
 def test_a_workspace_on_nfs_is_never_written_to_the_local_disk(node, test_lab: Lab) -> None:
     state, host, _ = node
     nfs = f"{test_lab.name}-nfs"
+    ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo local > ~/local-marker'")
     before = container(state)["Id"]
     subprocess.run(["docker", "stop", nfs], check=True, capture_output=True)
     ok_on_host(state, HOST, "sudo systemctl stop mnt-checkpoints.mount")
@@ -421,7 +422,8 @@ def test_a_workspace_on_nfs_is_never_written_to_the_local_disk(node, test_lab: L
                                 "sudo test ! -e /mnt/checkpoints/.tfenv-homes")  # fmt: skip
     finally:
         subprocess.run(["docker", "start", nfs], check=True, capture_output=True)
-    assert "/mnt/checkpoints" in down and ("not mounted" in down or "mount" in down), down
+    assert "tfenv: could not mount nfs.lab.test:/export/checkpoints on /mnt/checkpoints" in down
+    assert "nothing meant for the export is written to the local disk" in down, down
     assert container(state)["Id"] == before
     # With the export back, the home moves to it (the local one is left as it was).
     up = deploy(test_lab, host, changes=ON_NFS)
@@ -429,7 +431,8 @@ def test_a_workspace_on_nfs_is_never_written_to_the_local_disk(node, test_lab: L
     home = ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo on-nfs > ~/where; ls -a ~'")
     assert "where" in home and ".bashrc" in home  # a new home gets the image's skeleton
     assert "on-nfs" in ok_on_host(state, HOST, "sudo cat /mnt/checkpoints/.tfenv-homes/dev/where")
-    assert "notes.txt" in ok_on_host(state, HOST, "sudo ls /var/lib/tfenv/containers/dev/home")
+    local = ok_on_host(state, HOST, "sudo cat /var/lib/tfenv/containers/dev/home/local-marker")
+    assert local.strip() == "local"  # the local home is left as it was
     deploy(test_lab, host)  # back to the declared state
 
 

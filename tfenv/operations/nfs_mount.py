@@ -55,6 +55,21 @@ def unit_text(name: str, server: str, export: str, mount_point: str, options: Se
     )
 
 
+def _mount(server: str, export: str, mount_point: str) -> StringCommand:
+    """(Re)start the mount unit; if it fails, say what and what to do."""
+    unit = unit_name(mount_point)
+    message = (
+        f"tfenv: could not mount {server}:{export} on {mount_point}: is the NFS server up and "
+        f"exporting it to this host? See: systemctl status {unit}; journalctl -u {unit}. "
+        "Containers whose home or checkpoints live there are not started or replaced, so "
+        "nothing meant for the export is written to the local disk."
+    )
+    return StringCommand(
+        "systemctl", "restart", QuoteString(unit), "||",
+        "{", "echo", QuoteString(message), ">&2;", "exit", "1;", "}",
+    )  # fmt: skip
+
+
 @operation()
 def nfs_mount(
     mount_name: str,
@@ -106,9 +121,9 @@ def nfs_mount(
         yield from write_file(unit, text)
         yield StringCommand("systemctl", "daemon-reload")
         yield StringCommand("systemctl", "enable", QuoteString(unit_name(mount_point)))
-        yield StringCommand("systemctl", "restart", QuoteString(unit_name(mount_point)))
+        yield _mount(server, export, mount_point)
     elif current.active != "active" or source != f"{server}:{export}":
         yield StringCommand("systemctl", "reset-failed", QuoteString(unit_name(mount_point)))
-        yield StringCommand("systemctl", "restart", QuoteString(unit_name(mount_point)))
+        yield _mount(server, export, mount_point)
     else:
         host.noop(f"{server}:{export} is mounted on {mount_point}")
