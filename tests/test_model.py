@@ -321,6 +321,108 @@ REJECTIONS = [
         "containers.dev-b.ports[0].container",
         "sshd's port inside the container, 2222 (ssh_port)",
     ),
+    # Injections: values that would split a docker --mount spec or a unit file.
+    (
+        "checkpoint path with a comma (would mount the host's / read-write)",
+        set_in("containers.dev-a.checkpoints", {"nfs": "ckpt", "path": "/checkpoints,source=/"}),
+        "containers.dev-a.checkpoints.path",
+        "no ',', '=', spaces or '..'",
+    ),
+    (
+        "NFS export with a newline (would add unit directives)",
+        set_in("nfs_mounts.ckpt.export", "/export/ckpt\nFailureAction=poweroff-force"),
+        "nfs_mounts.ckpt.export",
+        "an absolute path of letters",
+    ),
+    (
+        "NFS mount name with a newline",
+        lambda d: d["nfs_mounts"].update(
+            {"x\nFailureAction=poweroff-force": d["nfs_mounts"]["ckpt"]}
+        ),
+        "nfs_mounts.",
+        "an NFS mount name of lowercase letters",
+    ),
+    (
+        "NFS mount option with a trailing newline",
+        set_in("nfs_mounts.ckpt.options", ["hard\n"]),
+        "nfs_mounts.ckpt.options",
+        "letters, digits and _.=:/- only",
+    ),
+    (
+        "mount point on a system directory",
+        set_in("nfs_mounts.ckpt.mount_point", "/etc"),
+        "nfs_mounts.ckpt.mount_point",
+        "not / or a system directory",
+    ),
+    (
+        "mount point that climbs out",
+        set_in("nfs_mounts.ckpt.mount_point", "/mnt/../etc"),
+        "nfs_mounts.ckpt.mount_point",
+        "no ',', '=', spaces or '..'",
+    ),
+    (
+        "checkpoints on /",
+        set_in("containers.dev-a.checkpoints", {"nfs": "ckpt", "path": "/"}),
+        "containers.dev-a.checkpoints.path",
+        "not / or a system directory",
+    ),
+    (
+        "checkpoints over the user's home",
+        set_in("containers.dev-a.checkpoints", {"nfs": "ckpt", "path": "/home/alice/ckpt"}),
+        "containers.dev-a.checkpoints.path",
+        "outside /home/alice (the home)",
+    ),
+    (
+        "checkpoints over tfenv's secrets",
+        set_in("containers.dev-a.checkpoints", {"nfs": "ckpt", "path": "/run/secrets"}),
+        "containers.dev-a.checkpoints.path",
+        "outside /home/alice (the home)",
+    ),
+    (
+        "container name with a trailing newline",
+        lambda d: d["containers"].update({"dev-c\n": d["containers"].pop("dev-b")}),
+        "containers.dev-c",
+        "Docker container name",
+    ),
+    (
+        "driver version in Unicode digits",
+        # fullwidth digits: \d matches them, an ASCII grammar does not
+        set_in("nvidia_driver", {"branch": "550", "version": "550.\uff11\uff12\uff17.05"}),
+        "nvidia_driver.version",
+        "an exact driver version",
+    ),
+    (
+        "publish address that is no IP address",
+        lambda d: d.update(publish_address="999.1.1.1"),
+        "publish_address",
+        "an IP address",
+    ),
+    (
+        "label key with '='",
+        set_in("containers.dev-a.labels", {"a=b": "c"}),
+        "containers.dev-a.labels",
+        "(no '=')",
+    ),
+    (
+        "label in tfenv's own names",
+        set_in("containers.dev-a.labels", {"tfenv.managed": "false"}),
+        "containers.dev-a.labels",
+        "outside tfenv's own 'tfenv.' names",
+    ),
+    (
+        "environment value over the kernel's argument limit",
+        set_in("containers.dev-a.env", {"BIG": "x" * 200000}),
+        "containers.dev-a.env",
+        "under 131071 bytes",
+    ),
+    (
+        "registry name with a trailing newline",
+        lambda d: d["registries"].update(
+            {"reg.test:5000\n": d["registries"].pop("registry.test:5000")}
+        ),
+        "registries.reg.test:5000",
+        "a registry host[:port]",
+    ),
     (
         "unknown replace policy",
         set_in("containers.dev-a.replace", {"policy": "whenever"}),

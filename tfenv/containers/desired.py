@@ -105,7 +105,7 @@ class DesiredContainer:
 
 
 def size_bytes(size: str) -> int:
-    match = re.match(r"^(\d+)([bkmgBKMG]?)$", size)
+    match = re.fullmatch(r"(\d+)([bkmgBKMG]?)", size, re.ASCII)
     if not match:
         raise ValueError(f"size {size!r}")
     return int(match.group(1)) * SIZE_UNITS[match.group(2).lower()]

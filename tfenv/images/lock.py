@@ -92,14 +92,14 @@ def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
                 LockIssue(f"{where}.digest", "a digest (sha256:<64 hex>); run: tfenv lock")
             )
             continue
-        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
             issues.append(
                 LockIssue(f"{where}.digest", "a digest of the form sha256:<64 hex>", repr(digest))
             )
             continue
         platform = entry.get("platform_digest")
         if platform is not None and (
-            not isinstance(platform, str) or not DIGEST_RE.match(platform)
+            not isinstance(platform, str) or not DIGEST_RE.fullmatch(platform)
         ):
             issues.append(
                 LockIssue(

@@ -38,11 +38,11 @@ def pinned_tag_problem(text: str) -> str | None:
     if "@" in text:
         return "a name:tag reference (the digest belongs in the lock's 'digest' field)"
     ref = parse_ref(text)
-    if not NAME_RE.match(ref.name):
+    if not NAME_RE.fullmatch(ref.name):
         return "an image name such as registry.example.com/ml/tensorflow (lowercase)"
     if ref.tag is None:
         return "an explicit tag such as name:2.17.0 (no tag means the floating 'latest')"
-    if not TAG_RE.match(ref.tag):
+    if not TAG_RE.fullmatch(ref.tag):
         return "a tag of letters, digits, '_', '.' and '-' (at most 128)"
     if ref.tag.lower() in FLOATING_TAGS:
         return f"a pinned version tag, not the floating tag {ref.tag!r}"

@@ -23,6 +23,7 @@ from tfenv.model.problems import Problem, SpecError
 from tfenv.model.secrets import SecretRef, check_secret
 from tfenv.model.spec import (
     CONTAINER_NAME,
+    NFS_NAME,
     SECRET_NAME,
     Address,
     AptRepositories,
@@ -58,7 +59,7 @@ TFENV_KEYS = frozenset(DeclaredData.model_fields)
 # Where a value must never be echoed back: it might be a pasted secret
 # (or a private key pasted where a public one belongs).
 NO_ECHO = ("secrets", "password_secret", "token_secret", "env", "authorized_keys")
-REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+REGISTRY_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?", re.ASCII)
 
 
 def load(host: str, data: Mapping[str, Any], base_dir: Path) -> NodeSpec:
@@ -213,6 +214,19 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
                     _short(mount),
                 )
         yield from _check_gpus(host, where, container, declared.gpu_count)
+        if container.checkpoints:
+            path = container.checkpoints.path.rstrip("/")
+            home = f"/home/{container.user.name}"
+            taken = (home, "/etc", "/run", "/proc", "/sys", "/dev", "/usr", "/bin", "/sbin")
+            if any(path == t or path.startswith(t + "/") or home.startswith(path + "/")
+                   for t in taken):  # fmt: skip
+                yield Problem(
+                    host,
+                    f"{where}.checkpoints.path",
+                    f"a directory of its own in the container, outside {home} (the home) "
+                    "and the system's directories, such as /checkpoints",
+                    _short(container.checkpoints.path),
+                )
         for index, port in enumerate(container.ports):
             if port.container == 22 and "NET_BIND_SERVICE" not in container.cap_add:
                 yield Problem(
@@ -239,12 +253,12 @@ def _check_locked_image(host: str, field: str, image: str, lock: ImageLock | Non
 
 def _check_names(host: str, declared: DeclaredData):
     for name in declared.secrets:
-        if not re.match(SECRET_NAME, name):
+        if not re.fullmatch(SECRET_NAME, name, re.ASCII):
             yield Problem(
                 host, f"secrets.{name}", "a secret name of lowercase letters, digits and '_'"
             )
     for name in declared.containers:
-        if not re.match(CONTAINER_NAME, name):
+        if not re.fullmatch(CONTAINER_NAME, name, re.ASCII):
             yield Problem(
                 host,
                 f"containers.{name}",
@@ -252,9 +266,16 @@ def _check_names(host: str, declared: DeclaredData):
                 _short(name),
             )
     for name in declared.registries:
-        if not REGISTRY_HOST.match(name):
+        if not REGISTRY_HOST.fullmatch(name):
             yield Problem(host, f"registries.{name}", "a registry host[:port]", _short(name))
     mount_points: dict[str, str] = {}
+    for name in declared.nfs_mounts:
+        if not re.fullmatch(NFS_NAME, name, re.ASCII):
+            yield Problem(
+                host,
+                f"nfs_mounts.{_short(name)}",
+                "an NFS mount name of lowercase letters, digits, '_' and '-'",
+            )
     for name, mount in declared.nfs_mounts.items():
         if mount.mount_point in mount_points:
             yield Problem(

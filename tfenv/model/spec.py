@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -34,9 +35,47 @@ APT_VERSION = r"^[0-9][A-Za-z0-9.+:~-]*$"
 SEMVER = r"^\d+\.\d+\.\d+$"
 DRIVER_BRANCH = r"^\d{3}$"
 DRIVER_VERSION = r"^\d{3}\.\d{1,3}(\.\d{1,3})?$"
-URL = r"^https?://[^\s]+$"
-ABS_PATH = r"^/[^\0]*$"
+URL = r"^https?://[!-~]+$"  # printable ASCII, no space
+# Paths reach docker --mount specs (split on ',' and '='), systemd units (split
+# on newlines) and shell commands: ASCII letters, digits and ._@+- per
+# component, nothing else.
+PATH_COMPONENT = r"[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*|\.[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*"
+ABS_PATH = rf"^/(?:(?:{PATH_COMPONENT})(?:/(?:{PATH_COMPONENT}))*)?/?$"
 SIZE = r"^\d+[bkmgBKMG]?$"
+NFS_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
+LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$"
+# Where a mount must never land: the root and the system's own directories.
+SYSTEM_DIRS = frozenset(
+    (
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/lib/docker",
+        "/var/run",
+        "/usr/local",
+        "/mnt",
+        "/media",
+    )
+)
+MAX_ENV_VALUE = 131072 - 1  # the kernel's MAX_ARG_STRLEN, with NAME= inside it
 
 SSH_KEY_TYPES = (
     "ssh-ed25519",
@@ -49,16 +88,34 @@ SSH_KEY_TYPES = (
 )
 
 
-def matching(pattern: str, expected: str):
-    """A str type whose error message says what was expected, in words."""
-    compiled = re.compile(pattern)
+def matching(pattern: str, expected: str, *extra_checks):
+    """A str type whose error message says what was expected, in words: the whole
+    value must match ``pattern`` (ASCII only: no Unicode digits, no trailing newline)."""
+    compiled = re.compile(pattern, re.ASCII)
 
     def check(value: str) -> str:
-        if not compiled.fullmatch(value):
+        if not value.isascii() or not compiled.fullmatch(value):
             raise ValueError(expected)
+        for extra in extra_checks:
+            extra(value)
         return value
 
     return Annotated[str, AfterValidator(check)]
+
+
+def _not_a_system_directory(value: str) -> None:
+    if value.rstrip("/") in SYSTEM_DIRS or value == "/":
+        raise ValueError(
+            "a directory of its own such as /mnt/checkpoints (not / or a system directory "
+            f"such as {value.rstrip('/') or '/'})"
+        )
+
+
+def _ip_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("an IP address such as 0.0.0.0 or 127.0.0.1") from None
 
 
 UnixName = matching(UNIX_NAME, "a Unix user name (lowercase letters, digits, '_' or '-')")
@@ -68,9 +125,12 @@ Semver = matching(SEMVER, "a version such as 1.17.3")
 DriverBranch = matching(DRIVER_BRANCH, "a three-digit driver branch such as '550'")
 DriverVersion = matching(DRIVER_VERSION, "an exact driver version such as '550.127.05'")
 Url = matching(URL, "an http(s) URL")
-AbsPath = matching(ABS_PATH, "an absolute path (starting with '/')")
+PATH_WORDS = "an absolute path of letters, digits and ._@+- (no ',', '=', spaces or '..')"
+AbsPath = matching(ABS_PATH, PATH_WORDS)
+# A directory tfenv mounts something on (host mount point, path in a container).
+MountPath = matching(ABS_PATH, PATH_WORDS, _not_a_system_directory)
 Size = matching(SIZE, "a size such as 8g, 512m or 1073741824")
-Address = matching(r"^[0-9a-fA-F.:]+$", "an IP address such as 0.0.0.0 or 127.0.0.1")
+Address = matching(r"^[0-9a-fA-F.:]+$", "an IP address such as 0.0.0.0 or 127.0.0.1", _ip_address)
 Hostname = matching(r"^[A-Za-z0-9.:\[\]-]+$", "a host name or IP address")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -78,7 +138,7 @@ Uid = Annotated[int, Field(ge=1, le=2**31 - 2)]  # root (0) is not a dev user
 
 
 def _https(value: str) -> str:
-    if not re.match(r"^https://[^\s/]+/?$", value):
+    if not re.fullmatch(r"https://[!-.0-~]+/?", value, re.ASCII):
         raise ValueError("an https://HOST[:PORT] address")
     return value
 
@@ -139,15 +199,15 @@ class Registry(Strict):
 
 class NfsMount(Strict):
     server: Hostname
-    export: AbsPath
-    mount_point: AbsPath
+    export: AbsPath  # "/" is a valid NFSv4 export
+    mount_point: MountPath
     options: tuple[str, ...] = ("hard", "nfsvers=4.1")
 
     @field_validator("options")
     @classmethod
     def _plain_options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for option in value:
-            if not re.match(r"^[A-Za-z0-9_.=:/-]+$", option):
+            if not re.fullmatch(r"[A-Za-z0-9_.=:/-]+", option, re.ASCII):
                 raise ValueError(f"mount option {option!r}: letters, digits and _.=:/- only")
         return value
 
@@ -179,7 +239,7 @@ class Jupyter(Strict):
 
 class Checkpoints(Strict):
     nfs: str = Field(min_length=1, description="name of an entry in nfs_mounts")
-    path: AbsPath = "/checkpoints"
+    path: MountPath = "/checkpoints"
 
 
 CAPABILITIES = frozenset(
@@ -293,9 +353,25 @@ class Container(Strict):
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
         for name in env:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name, re.ASCII):
                 raise ValueError(f"environment variable name {name!r}")
+            if "\0" in env[name] or len(f"{name}={env[name]}".encode()) > MAX_ENV_VALUE:
+                raise ValueError(
+                    f"a value for {name} without NUL bytes and under {MAX_ENV_VALUE} bytes"
+                )
         return env
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not re.fullmatch(LABEL_KEY, key, re.ASCII):
+                raise ValueError(f"a label key of letters, digits and ._/- (no '='), not {key!r}")
+            if key.startswith("tfenv."):
+                raise ValueError(f"a label key outside tfenv's own 'tfenv.' names, not {key!r}")
+            if "\0" in value or "\n" in value:
+                raise ValueError(f"a label value on one line for {key!r}")
+        return labels
 
     @field_validator("ulimits")
     @classmethod

@@ -115,7 +115,7 @@ def signed_repository(
     """
     if not (list_file.startswith(SOURCES_DIR) and list_file.endswith(".list")):
         raise OperationError(f"list_file {list_file!r}: expected {SOURCES_DIR}NAME.list")
-    if not re.match(r"^https?://[^\s\]]+$", url):
+    if not re.fullmatch(r"https?://[!-\\^-~]+", url, re.ASCII):
         raise OperationError(f"url {url!r}: expected an http(s) URL")
     directory, _, file_name = keyring.rpartition("/")
     if (
@@ -129,7 +129,7 @@ def signed_repository(
             f"NAME containing {', '.join(KEYRING_WORDS)}"
         )
     for part in (suite, *components):
-        if not SUITE_RE.match(part):
+        if not SUITE_RE.fullmatch(part):
             raise OperationError(f"suite/component {part!r}: letters, digits and ./_-$() only")
 
     state = observed or gpu_host(host)

@@ -42,7 +42,7 @@ def pinned_image(image: str, observed: TfNodeState | None = None):
         pinned_image(name="Pull TF 2.17", image="registry.example/ml/tf@sha256:...")
     """
     name, _, digest = image.partition("@")
-    if not name or not DIGEST_RE.match(digest):
+    if not name or not DIGEST_RE.fullmatch(digest):
         raise OperationError(f"image {image!r}: expected NAME@sha256:<64 hex> (from the lock)")
     state = observed or tf_node(host)
     if state.has_image(image):
