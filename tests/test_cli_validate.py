@@ -189,3 +189,28 @@ def test_limit_checks_only_the_chosen_hosts(tmp_path: Path, listener) -> None:
     assert "1 host(s) valid" in only_good.stdout
     nothing = run([*TFENV, "validate", str(inventory), "--limit", "nope"], tmp_path)
     assert nothing.returncode == 1 and "matches no host or group" in nothing.stderr
+
+
+def test_bad_data_on_100_hosts_is_one_short_message_without_traceback(
+    tmp_path: Path, listener
+) -> None:
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "all.py").write_text("ssh_connect_retries = 0\n")
+    (tmp_path / "inventory.py").write_text(
+        f'gpu = [(f"node-{{i}}", {{"ssh_hostname": "127.0.0.1", "ssh_port": {listener.port}, '
+        '"gpu_count": "many", "containers": {"dev": {"image": "r.test/tf:latest"}}}) '
+        "for i in range(100)]\n"
+    )
+    shutil.copy(REPO / "config.py", tmp_path / "config.py")
+    (tmp_path / "deploy.py").write_text(
+        "from pyinfra.operations import server\nserver.shell(name='noop', commands=['true'])\n"
+    )
+    result = run([*PYINFRA, "-y", "inventory.py", "deploy.py"], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert len(output.encode()) < 10_000, len(output)
+    assert output.count("no host was contacted") == 1
+    assert "node-0, node-1, node-2, node-3, node-4 (+95 more): gpu_count: expected" in output
+    assert "problem(s) on 100 of 100 host(s)" in output
+    assert "Connecting" not in output and listener.accepted == 0

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.api.state import BaseStateCallback
 
 from tfenv.model.inventory import validate_hosts
 from tfenv.model.load import warnings
@@ -23,37 +22,43 @@ class InvalidDeclaredData(PyinfraError):
     """The declared data has problems; nothing was contacted."""
 
 
-class ValidateBeforeConnect(BaseStateCallback):
-    """Validates all hosts of the run at the first connect attempt, once."""
+def validate_state(state) -> None:
+    """Validate every host of the run, once, before any connection.
 
-    def __init__(self) -> None:
-        self._done = False
-        self._error: InvalidDeclaredData | None = None
-
-    def host_before_connect(self, state, host) -> None:  # type: ignore[override]
-        if not self._done:
-            self._done = True
-            hosts = [h for h in state.inventory if state.is_host_in_limit(h)]
-            base = Path(getattr(state, "cwd", None) or os.getcwd())
-            specs, problems = validate_hosts(hosts, base)
-            cautions = [w for spec in specs.values() for w in warnings(spec)]
-            if cautions:
-                logger.warning("tfenv: " + format_problems(cautions).replace("\n", "\ntfenv: "))
-            if problems:
-                self._error = InvalidDeclaredData(
-                    "tfenv: the declared data has problems; no host was contacted.\n"
-                    + format_problems(problems)
-                    + "\nFix the fields above (tfenv validate INVENTORY checks them)."
-                )
-        if self._error is not None:
-            raise self._error
+    Raises :class:`InvalidDeclaredData` (pyinfra prints it once, no traceback,
+    exit 1) on any problem, and also when validation itself fails unexpectedly:
+    no host is contacted on data tfenv could not check.
+    """
+    hosts = [h for h in state.inventory if state.is_host_in_limit(h)]
+    base = Path(getattr(state, "cwd", None) or os.getcwd())
+    try:
+        specs, problems = validate_hosts(hosts, base)
+        cautions = [w for spec in specs.values() for w in warnings(spec)]
+    except Exception as exc:  # a bug in tfenv must not let the run connect
+        raise InvalidDeclaredData(
+            "tfenv: could not validate the declared data "
+            f"({type(exc).__name__}: {str(exc)[:200]}); no host was contacted. "
+            "Run tfenv validate INVENTORY for details, and report this as a tfenv bug."
+        ) from None
+    if cautions:
+        logger.warning("tfenv: " + format_problems(cautions).replace("\n", "\ntfenv: "))
+    if problems:
+        bad = len({p.host for p in problems})
+        raise InvalidDeclaredData(
+            "tfenv: the declared data has problems; no host was contacted.\n"
+            + format_problems(problems)
+            + f"\n{len(problems)} problem(s) on {bad} of {len(hosts)} host(s). "
+            "Fix the fields above (tfenv validate INVENTORY checks them)."
+        )
 
 
 def install(state) -> None:
-    """Register the validation hook on a pyinfra State (idempotent).
+    """Validate right after pyinfra's ``State.init`` (idempotent).
 
-    ``config.py`` runs before ``State.init`` creates the callback list, so the
-    handler is added right after ``init`` (still before any connection).
+    ``config.py`` runs before ``State.init`` has the inventory; pyinfra calls
+    ``init`` once, in its main thread, just before it connects: validating
+    there (not in a per-host callback, which runs in every host's greenlet)
+    stops the run with one message.
     """
     real = state._get_module() if hasattr(state, "_get_module") else state
     if getattr(real, "_tfenv_validation_installed", False):
@@ -63,6 +68,6 @@ def install(state) -> None:
 
     def init(*args, **kwargs):
         original_init(*args, **kwargs)
-        real.add_callback_handler(ValidateBeforeConnect())
+        validate_state(real)
 
     real.init = init
