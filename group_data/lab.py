@@ -10,6 +10,22 @@ from pathlib import Path
 
 from tfenv.lab.fleet import current_state
 
+# Only these names are host data (pyinfra keeps every other module-level name,
+# underscores included, and the lab's state objects cannot become JSON).
+__all__ = [
+    "gpu_count",
+    "apt_repositories",
+    "nvidia_driver",
+    "container_toolkit",
+    "docker_engine",
+    "nfs_mounts",
+    "registries",
+    "secrets",
+    "image_lock",
+    "gpu_check_image",
+    "containers",
+]
+
 # pyinfra reads every group_data file whatever the inventory: without a lab, no data.
 _state = current_state(required=False)
 if _state is not None:

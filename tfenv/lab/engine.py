@@ -36,25 +36,46 @@ def docker_ready() -> bool:
     return server_version() is not None
 
 
+# Where Debian puts administrators' tools, which a user's PATH may lack.
+SYSTEM_BIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin")
+
+
+def find_command(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SYSTEM_BIN))
+
+
+def ensure_command(name: str, package: str, what: str) -> str:
+    """The path of ``name``, installing Debian's ``package`` with apt when it is missing
+    (as root on Debian/Ubuntu; elsewhere an error that says what to install)."""
+    found = find_command(name)
+    if found:
+        return found
+    if os.geteuid() != 0 or find_command("apt-get") is None:
+        raise LabError(
+            f"{name} is missing ({what}). Install it (Debian/Ubuntu: "
+            f"sudo apt-get install {package}), then retry."
+        )
+    with step(f"Installing {what} (apt-get install {package})"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+            result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if result.returncode != 0:
+                raise LabError(
+                    f"{' '.join(cmd)} failed: {result.stderr.strip()[-1500:]}\n"
+                    "Check that apt reaches Debian's mirror here, then retry."
+                )
+    found = find_command(name)
+    if found is None:
+        raise LabError(f"apt-get installed {package}, but {name} is still not found")
+    return found
+
+
 def ensure_docker(timeout: float = 90) -> None:
     """Install (apt) and start dockerd unless a Docker engine already answers."""
     if docker_ready():
         return
-    if shutil.which("dockerd") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise LabError(
-                "No Docker engine here. Install one (Debian/Ubuntu: "
-                "sudo apt-get install docker.io) and start it, then retry."
-            )
-        with step("Installing Docker engine (apt-get install docker.io)"):
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            for cmd in (
-                ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "docker.io"],
-            ):
-                result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-                if result.returncode != 0:
-                    raise LabError(f"{' '.join(cmd)} failed: {result.stderr.strip()[-1500:]}")
+    if find_command("dockerd") is None:
+        ensure_command("dockerd", "docker.io", "the Docker engine")
     if os.geteuid() != 0:
         raise LabError(
             "dockerd is installed but not running; start it (sudo systemctl "

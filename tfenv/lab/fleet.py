@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tfenv.images.registry import RegistryError
-from tfenv.lab.engine import docker_ready, ensure_docker
+from tfenv.lab.engine import docker_ready, ensure_command, ensure_docker
 from tfenv.lab.images import ensure_host_image
 from tfenv.lab.progress import say, step
 from tfenv.lab.registry import LabRegistry, ensure_registry
@@ -291,6 +291,8 @@ def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState
         raise LabError(f"--gpus must be between 0 and {len(BUS_IDS)}")
     started = time.monotonic()
     ensure_docker()
+    # The lab's own keys and its SSH checks: OpenSSH's client tools.
+    ensure_command("ssh-keygen", "openssh-client", "OpenSSH's client tools")
     image = ensure_host_image()
     lab.directory.mkdir(parents=True, exist_ok=True)
     os.chmod(lab.directory, 0o700)

@@ -8,12 +8,12 @@ Both are rebuilt only when their inputs change (a hash in the tag/label).
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import tempfile
 from importlib import resources
 from pathlib import Path
 
+from tfenv.lab.engine import ensure_command
 from tfenv.lab.progress import step
 from tfenv.lab.run import LabError, run
 from tfenv.lab.sim import sim_file
@@ -80,13 +80,14 @@ def ensure_base_image() -> str:
     wanted = base_hash()
     if image_label(BASE_IMAGE, "tfenv.lab.base-hash") == wanted:
         return BASE_IMAGE
-    if shutil.which("debootstrap") is None:
-        raise LabError("debootstrap is missing: apt-get install -y debootstrap, then retry.")
+    debootstrap = ensure_command(
+        "debootstrap", "debootstrap", "debootstrap, for the lab's base image"
+    )
     with tempfile.TemporaryDirectory(prefix="tfenv-lab-rootfs-", dir="/var/tmp") as root:
         with step(f"Building the Debian {SUITE} base image with debootstrap (about a minute)"):
             run(
                 [
-                    "debootstrap",
+                    debootstrap,
                     "--variant=minbase",
                     f"--include={','.join(BASE_PACKAGES)}",
                     SUITE,
