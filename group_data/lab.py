@@ -13,17 +13,17 @@ from tfenv.lab.fleet import current_state
 # Only these names are host data (pyinfra keeps every other module-level name,
 # underscores included, and the lab's state objects cannot become JSON).
 __all__ = [
-    "gpu_count",
     "apt_repositories",
-    "nvidia_driver",
     "container_toolkit",
+    "containers",
     "docker_engine",
+    "gpu_check_image",
+    "gpu_count",
+    "image_lock",
     "nfs_mounts",
+    "nvidia_driver",
     "registries",
     "secrets",
-    "image_lock",
-    "gpu_check_image",
-    "containers",
 ]
 
 # pyinfra reads every group_data file whatever the inventory: without a lab, no data.

@@ -62,7 +62,7 @@ CHANGES: dict[str, tuple[dict, dict, str, str]] = {
               "@sha256:4444", INSPECT["Config"]["Image"]),
     "user": ({"user": {"name": "researcher", "uid": 1001, "gid": 1000}}, {}, "1001:1000",
              "1000:1000"),
-    "env: EXPERIMENT": ({"env": {"EXPERIMENT": "lr-0.1"}}, {}, "EXPERIMENT=lr-0.1",
+    "env: EXPERIMENT": ({"env": {"EXPERIMENT": "lr-0.1"}}, {}, "EXPERIMENT=(a new value)",
                         "EXPERIMENT=(unset)"),
     "labels: team": ({"labels": {"team": "vision"}}, {}, "team=vision", "team=(unset)"),
     "ports": ({"ports": [{"container": 2222, "host": 2222}, {"container": 8888, "host": 8889}]},
@@ -126,8 +126,24 @@ def test_a_variable_removed_from_the_data_is_drift() -> None:
                 "tfenv.env-names": OBSERVED.labels["tfenv.env-names"] + ",EXPERIMENT"},
     )  # fmt: skip
     assert [str(d) for d in drift(desired(), with_var)] == [
-        "env: EXPERIMENT (declared {EXPERIMENT=(unset)}, running {EXPERIMENT=old})"
+        "env: EXPERIMENT (declared {EXPERIMENT=(unset)}, running {EXPERIMENT=(another value)})"
     ]
+
+
+def test_an_env_value_never_shows_in_a_drift_line() -> None:
+    pasted = "hunter2-pasted-into-env"
+    options = {**OBSERVED.options, "env": {**OBSERVED.options["env"], "API_KEY": "old-" + pasted}}
+    running = dataclasses.replace(
+        OBSERVED,
+        options=options,
+        labels={**OBSERVED.labels,
+                "tfenv.env-names": OBSERVED.labels["tfenv.env-names"] + ",API_KEY"},
+    )  # fmt: skip
+    (found,) = drift(desired(env={"API_KEY": pasted}), running)
+    assert found.field == "env: API_KEY" and pasted not in str(found)
+    assert str(found) == (
+        "env: API_KEY (declared {API_KEY=(a new value)}, running {API_KEY=(another value)})"
+    )
 
 
 def test_a_label_removed_from_the_data_is_drift() -> None:

@@ -40,6 +40,16 @@ def _show(value: object) -> str:
     return str(value)
 
 
+def _plain(values: dict, key: str, _words: str) -> object:
+    return values.get(key, "(unset)")
+
+
+def _masked(values: dict, key: str, words: str) -> str:
+    """Name the variable, never its value: an environment value may be a secret
+    someone pasted there (secrets belong in files: see ``secrets``)."""
+    return f"({words})" if key in values else "(unset)"
+
+
 def drift(desired: DesiredContainer, observed: ObservedContainer) -> list[Drift]:
     """Every option whose running value differs from the declared one, in table order."""
     found = []
@@ -52,10 +62,11 @@ def drift(desired: DesiredContainer, observed: ObservedContainer) -> list[Drift]
         elif isinstance(declared, dict) and isinstance(current, dict):
             keys = sorted(k for k in set(declared) | set(current)
                           if declared.get(k) != current.get(k))  # fmt: skip
+            shown = _masked if option.hide_values else _plain
             found.append(Drift(
                 f"{option.field}: {', '.join(keys)}",
-                _show({k: declared.get(k, "(unset)") for k in keys}),
-                _show({k: current.get(k, "(unset)") for k in keys}),
+                _show({k: shown(declared, k, "a new value") for k in keys}),
+                _show({k: shown(current, k, "another value") for k in keys}),
             ))  # fmt: skip
         else:
             found.append(Drift(option.field, _show(declared), _show(current)))

@@ -58,6 +58,7 @@ class Option:
     inspect: Callable[[Entry], object]
     observed: Callable[[ObservedContainer, DesiredContainer], object] | None = None
     secret: bool = False  # show "changed", never the values
+    hide_values: bool = False  # name the keys that differ, never their values
 
     def observed_value(self, o: ObservedContainer, d: DesiredContainer) -> object:
         return (self.observed or _as_read(self.field))(o, d)
@@ -159,7 +160,7 @@ OPTIONS: tuple[Option, ...] = (
            lambda e: _config(e).get("User", "")),
     Option("env", lambda d: dict(d.env),
            lambda d: [p for k, v in d.env for p in ("--env", QuoteString(f"{k}={v}"))],
-           _env_read, _env_observed),
+           _env_read, _env_observed, hide_values=True),
     Option("labels", lambda d: dict(d.labels), _labels_arguments,
            lambda e: dict(_config(e).get("Labels") or {}), _labels_observed),
     Option("ports", lambda d: sorted([p.container, p.address, p.host] for p in d.ports),
