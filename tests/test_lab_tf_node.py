@@ -445,3 +445,15 @@ def test_a_read_only_root_filesystem_still_serves_ssh_and_jupyter(node, test_lab
     assert refused.returncode != 0 and "Read-only file system" in refused.stderr
     ok_on_host(state, HOST, "sudo docker exec dev sh -c 'touch /tmp/scratch ~/still-writable'")
     deploy(test_lab, host)  # back to the declared state
+
+
+def test_docker_down_is_never_read_as_no_containers(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    before = container(state)["Id"]
+    ok_on_host(state, HOST, "sudo systemctl stop docker docker.socket")
+    # One run: the engine operation starts Docker, the container state is read
+    # again, and the existing container is kept (no "name already in use").
+    output = deploy(test_lab, host, "-v")
+    assert "noop: dev runs as declared" in output, output
+    after = container(state)
+    assert after["Id"] == before and after["State"]["Running"]

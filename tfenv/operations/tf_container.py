@@ -172,6 +172,20 @@ def tf_container(
         tf_container(name="Container dev", desired=desired_container(...))
     """
     state = observed or tf_node(host)
+    if state.docker != "ok" or state.containers_error:
+        # Never read "Docker down" as "no containers". An earlier operation of
+        # this run may start Docker: read again when the deploy runs.
+        if not host.state.is_executing:
+            host.noop(f"{desired.name}: Docker is {state.docker}; its state is read when it runs")
+            return
+        state = tf_node(host)
+        if state.docker != "ok" or state.containers_error:
+            why = state.containers_error or f"Docker is {state.docker} on the host"
+            yield fail_host(
+                f"could not read the state of container {desired.name} ({why}); nothing was "
+                "changed. Check Docker there (systemctl status docker), then run again."
+            )
+            return
     current = state.containers.get(desired.name)
     pull = [] if state.has_image(desired.image) else [pull_command(desired.image)]
     if current is None:
