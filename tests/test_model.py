@@ -124,6 +124,33 @@ REJECTIONS = [
         "images['r.test/tf:1.0'].digest",
         "sha256:<64 hex>",
     ),
+    (
+        "duplicate key in lock (YAML would keep the last silently)",
+        lock_text(
+            LOCK_HEAD + f"  r.test/tf:1.0:\n    digest: {A}\n  r.test/tf:1.0:\n    digest: {A}\n"
+        ),
+        "image_lock",
+        "each key once (line 5: 'r.test/tf:1.0' again)",
+    ),
+    (
+        "YAML alias in lock",
+        lock_text(LOCK_HEAD + f"  r.test/tf:1.0: &e\n    digest: {A}\n  r.test/tf:1.1: *e\n"),
+        "image_lock",
+        "no YAML aliases (line 5)",
+    ),
+    (
+        "non-string key in lock",
+        lock_text(LOCK_HEAD + f"  12345:\n    digest: {A}\n"),
+        "image_lock",
+        "string keys only (line 3: 12345)",
+    ),
+    (
+        "long value in lock is cut short",
+        lock_text(LOCK_HEAD + "  r.test/tf:1.0:\n    digest: " + "x" * 5000 + "\n"),
+        "images['r.test/tf:1.0'].digest",
+        "got 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...",
+    ),
+    ("lock path is a directory", set_in("image_lock", "."), "image_lock", "not a directory"),
     ("missing lock file", set_in("image_lock", "nope.yaml"), "image_lock", "to exist"),
     (
         "image not in lock",

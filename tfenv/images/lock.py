@@ -23,6 +23,40 @@ import yaml
 from tfenv.images.reference import DIGEST_RE, parse_ref, pinned_tag_problem
 
 LOCK_VERSION = 1
+SHOWN = 60  # at most this many characters of a value are echoed in an error
+MAX_LOCK_BYTES = 4 * 1024 * 1024
+
+
+class LockFormatError(ValueError):
+    """What makes the YAML text itself unacceptable as a lock."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, plus: no aliases (anchors can multiply a small file), no
+    duplicate keys (YAML would keep the last one silently), string keys only."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise LockFormatError(f"no YAML aliases (line {mark.line + 1})")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                raise LockFormatError(f"string keys only (line {line}: {_short(key)})")
+            if key in seen:
+                raise LockFormatError(f"each key once (line {line}: {_short(key)} again)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -65,26 +99,26 @@ def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
         return ImageLock(path), [LockIssue("", "a mapping with 'version' and 'images'")]
     unknown = sorted(set(data) - {"version", "images"})
     for key in unknown:
-        issues.append(LockIssue(key, "only the keys 'version' and 'images'", repr(key)))
+        issues.append(LockIssue(key, "only the keys 'version' and 'images'", _short(key)))
     if data.get("version") != LOCK_VERSION:
         issues.append(
-            LockIssue("version", f"lock format version {LOCK_VERSION}", repr(data.get("version")))
+            LockIssue("version", f"lock format version {LOCK_VERSION}", _short(data.get("version")))
         )
     entries = data.get("images") or {}
     if not isinstance(entries, dict):
         issues.append(LockIssue("images", "a mapping of name:tag to {digest: ...}"))
         entries = {}
     for reference, entry in entries.items():
-        where = f"images[{reference!r}]"
+        where = f"images[{_short(reference)}]"
         why = pinned_tag_problem(str(reference))
         if why:
-            issues.append(LockIssue(where, why, repr(reference)))
+            issues.append(LockIssue(where, why, _short(reference)))
         if not isinstance(entry, dict):
-            issues.append(LockIssue(where, "a mapping with 'digest'", repr(entry)))
+            issues.append(LockIssue(where, "a mapping with 'digest'", _short(entry)))
             continue
         for key in sorted(set(entry) - {"digest", "platform_digest"}):
             issues.append(
-                LockIssue(f"{where}.{key}", "only 'digest' and 'platform_digest'", repr(key))
+                LockIssue(f"{where}.{key}", "only 'digest' and 'platform_digest'", _short(key))
             )
         digest = entry.get("digest")
         if digest is None:
@@ -94,7 +128,7 @@ def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
             continue
         if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
             issues.append(
-                LockIssue(f"{where}.digest", "a digest of the form sha256:<64 hex>", repr(digest))
+                LockIssue(f"{where}.digest", "a digest of the form sha256:<64 hex>", _short(digest))
             )
             continue
         platform = entry.get("platform_digest")
@@ -105,7 +139,7 @@ def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
                 LockIssue(
                     f"{where}.platform_digest",
                     "a digest of the form sha256:<64 hex>",
-                    repr(platform),
+                    _short(platform),
                 )
             )
             continue
@@ -115,11 +149,21 @@ def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
 
 def read_lock(path: Path) -> tuple[ImageLock, list[LockIssue]]:
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_LOCK_BYTES:
+            return ImageLock(path), [LockIssue("", f"a lock file under {MAX_LOCK_BYTES} bytes")]
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return ImageLock(path), [LockIssue("", f"the lock file {path} to exist; run: tfenv lock")]
+    except IsADirectoryError:
+        return ImageLock(path), [LockIssue("", f"a file at {path}, not a directory")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return ImageLock(path), [
+            LockIssue("", f"a readable UTF-8 file at {path}", type(exc).__name__)
+        ]
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
+    except LockFormatError as exc:
+        return ImageLock(path), [LockIssue("", str(exc))]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
