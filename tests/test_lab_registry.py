@@ -226,7 +226,7 @@ def test_dev_image_serves_key_only_ssh_and_jupyter_with_a_file_token(
         assert token not in logs.stdout + logs.stderr
         inspect = subprocess.run(["docker", "inspect", name], capture_output=True, text=True)
         assert token not in inspect.stdout
-        top = subprocess.run(["docker", "top", name, "-eo", "uid,args"], capture_output=True,
+        top = subprocess.run(["docker", "top", name, "-eo", "uid,pid,args"], capture_output=True,
                              text=True, check=True).stdout.splitlines()  # fmt: skip
         assert len(top) > 3 and all(line.split()[0] == "1234" for line in top[1:]), top
         # A new home gets the image's skeleton files.
