@@ -570,6 +570,8 @@ def _set_password_secret(data: dict) -> None:
         set_in(
             "containers.dev-a.authorized_keys", [f"-----BEGIN OPENSSH PRIVATE KEY----- {PASTED}"]
         ),
+        set_in("secrets.reg_pw", {"file": "ghp_hunter2PASTEDvalue42"}),
+        set_in("containers.dev-a.labels", {"x": "ok", PASTED + "=1": "y"}),
     ],
     ids=[
         "value-as-ref",
@@ -579,6 +581,8 @@ def _set_password_secret(data: dict) -> None:
         "value-in-container-secrets",
         "value-in-env",
         "private-key-as-public-key",
+        "value-as-file-path",
+        "value-in-a-label-key",
     ],
 )
 def test_errors_never_echo_a_pasted_secret(
@@ -589,8 +593,9 @@ def test_errors_never_echo_a_pasted_secret(
     with pytest.raises(SpecError) as info:
         load(HOST, good_data, workdir)
     assert info.value.problems
-    assert PASTED not in str(info.value)
-    assert PASTED not in caplog.text
+    for pasted in (PASTED, "hunter2PASTEDvalue42"):
+        assert pasted not in str(info.value)
+        assert pasted not in caplog.text
 
 
 def test_jupyter_published_beyond_loopback_is_a_warning(workdir: Path, good_data: dict) -> None:

@@ -82,6 +82,18 @@ def resolve_path(path: str, base_dir: Path) -> Path:
     return expanded if expanded.is_absolute() else base_dir / expanded
 
 
+def looks_like_a_value(text: str) -> bool:
+    """A 'path' with no directory or extension, long, of letters and digits mixed:
+    more likely a token pasted where its file's path belongs. Never echoed."""
+    return (
+        "/" not in text
+        and "." not in text
+        and len(text) >= 12
+        and any(c.isdigit() for c in text)
+        and any(c.isalpha() for c in text)
+    )
+
+
 def check_secret(name: str, ref: SecretRef, base_dir: Path) -> str | None:
     """Why ``ref`` cannot be used, or ``None`` if it can. Reads no value."""
     if ref.env is not None:
@@ -94,6 +106,11 @@ def check_secret(name: str, ref: SecretRef, base_dir: Path) -> str | None:
     try:
         info = path.stat()
     except FileNotFoundError:
+        if looks_like_a_value(ref.file or ""):
+            return (
+                "the path of a file holding the secret (no such file; the value given is not "
+                "shown, as it looks like a pasted secret rather than a path)"
+            )
         hint = "; run: tfenv secrets init INVENTORY" if ref.generate else ""
         return f"file {path} to exist (it does not{hint})"
     except PermissionError:

@@ -366,7 +366,7 @@ class Container(Strict):
     def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
         for key, value in labels.items():
             if not re.fullmatch(LABEL_KEY, key, re.ASCII):
-                raise ValueError(f"a label key of letters, digits and ._/- (no '='), not {key!r}")
+                raise ValueError("label keys of letters, digits and ._/- (no '=')")
             if key.startswith("tfenv."):
                 raise ValueError(f"a label key outside tfenv's own 'tfenv.' names, not {key!r}")
             if "\0" in value or "\n" in value:
