@@ -214,3 +214,22 @@ def test_bad_data_on_100_hosts_is_one_short_message_without_traceback(
     assert "node-0, node-1, node-2, node-3, node-4 (+95 more): gpu_count: expected" in output
     assert "problem(s) on 100 of 100 host(s)" in output
     assert "Connecting" not in output and listener.accepted == 0
+
+
+def test_an_inventory_that_raises_shows_the_users_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "inventory.py").write_text("gpu = ['h1']\nx = 1 / 0\n")
+    result = run([*TFENV, "validate", "inventory.py"], tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"({tmp_path / 'inventory.py'}, line 2): ZeroDivisionError: division by zero" in (
+        result.stderr
+    )
+
+
+def test_group_data_that_raises_shows_its_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "gpu.py").write_text('gpu_count = 8\nx = {}["missing"]\n')
+    (tmp_path / "inventory.py").write_text("gpu = ['h1']\n")
+    result = run([*TFENV, "validate", "inventory.py"], tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"({tmp_path / 'group_data' / 'gpu.py'}, line 2): KeyError: 'missing'" in result.stderr

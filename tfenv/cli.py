@@ -4,18 +4,42 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
 import click
 
 from tfenv import __version__
+from tfenv.errors import TfenvError
 from tfenv.model.problems import format_problems
 
 
 def _fail(message: str) -> None:
     click.secho(message, fg="red", err=True)
     sys.exit(1)
+
+
+def _load(inventory: str, base: Path):
+    """The inventory, or a one-line error: a file of the user's that raised is
+    named with its own line and error (never a traceback from tfenv)."""
+    from tfenv.model.inventory import load_inventory
+
+    try:
+        return load_inventory(inventory, base)
+    except FileNotFoundError as exc:
+        _fail(f"{exc}; pass the path of a pyinfra inventory file such as inventories/gpu.py")
+    except SystemExit as exc:  # an inventory that exits (the lab's, when no lab is up)
+        _fail(f"could not load {inventory}: {exc}")
+    except Exception as exc:  # the user's inventory or group_data file raised
+        # pyinfra wraps it (UnexpectedExternalError: .exception, .filename)
+        error = getattr(exc, "exception", exc)
+        tb = getattr(error, "_traceback", None) or error.__traceback__
+        frames = [f for f in traceback.extract_tb(tb)
+                  if not f.filename.startswith(str(Path(__file__).parent))
+                  and "site-packages" not in f.filename]  # fmt: skip
+        where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+        _fail(f"could not load {inventory}{where}: {type(error).__name__}: {error}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,15 +66,10 @@ def validate(inventory: str, limits: tuple[str, ...]) -> None:
     Prints one line per problem (host, field, what was expected) and exits 1
     if there is any; run it from the directory you run pyinfra from.
     """
-    from tfenv.model.inventory import load_inventory, validate_hosts
+    from tfenv.model.inventory import validate_hosts
 
     base = Path(os.getcwd())
-    try:
-        inv = load_inventory(inventory, base)
-    except FileNotFoundError as exc:
-        _fail(f"{exc}; pass the path of a pyinfra inventory file such as inventories/gpu.py")
-    except Exception as exc:  # the inventory or a group_data file raised while executing
-        _fail(f"could not load {inventory}: {type(exc).__name__}: {exc}")
+    inv = _load(inventory, base)
     hosts = _limited(inv, limits)
     specs, problems = validate_hosts(hosts, base)
     if problems:
@@ -99,13 +118,9 @@ def lock(inventory: str, check: bool) -> None:
     """
     from tfenv.images.lock import dump_lock
     from tfenv.images.locking import lock_changes, plan_locks, resolve_plan
-    from tfenv.model.inventory import load_inventory
 
     base = Path(os.getcwd())
-    try:
-        hosts = list(load_inventory(inventory, base))
-    except Exception as exc:
-        _fail(f"could not load {inventory}: {type(exc).__name__}: {exc}")
+    hosts = list(_load(inventory, base))
     plans, problems = plan_locks(hosts, base)
     if problems:
         click.echo("\n".join(problems), err=True)
@@ -147,20 +162,21 @@ def secrets() -> None:
 def secrets_init(inventory: str) -> None:
     """Create missing secret files declared with ``generate: True`` (mode 0600,
     random token). Existing files and environment-variable secrets are left alone."""
-    from tfenv.model.inventory import load_inventory
+    from pydantic import ValidationError
+
     from tfenv.model.secrets import SecretRef, generate_secret_file
 
     base = Path(os.getcwd())
     written = 0
     seen: set[str] = set()
-    for host in load_inventory(inventory, base):
+    for host in _load(inventory, base):
         raw = host.data.dict().get("secrets") or {}
         if not isinstance(raw, dict):
             continue
         for name, ref_data in raw.items():
             try:
                 ref = SecretRef.model_validate(ref_data)
-            except Exception:
+            except ValidationError:
                 continue  # tfenv validate reports it
             if ref.file is None or ref.file in seen:
                 continue
@@ -210,11 +226,9 @@ def lab() -> None:
 
 
 def _lab_call(func, *args):
-    from tfenv.lab.run import LabError
-
     try:
         return func(*args)
-    except LabError as exc:
+    except TfenvError as exc:
         _fail(f"tfenv lab: {exc}")
 
 

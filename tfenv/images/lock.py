@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from tfenv.errors import TfenvError
 from tfenv.images.reference import DIGEST_RE, parse_ref, pinned_tag_problem
 
 LOCK_VERSION = 1
@@ -27,7 +28,7 @@ SHOWN = 60  # at most this many characters of a value are echoed in an error
 MAX_LOCK_BYTES = 4 * 1024 * 1024
 
 
-class LockFormatError(ValueError):
+class LockFormatError(TfenvError, ValueError):
     """What makes the YAML text itself unacceptable as a lock."""
 
 

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfenv.errors import TfenvError
 from tfenv.model.secrets import SecretValue
 
 INDEX_TYPES = (
@@ -34,7 +35,7 @@ ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 TIMEOUT = 20
 
 
-class RegistryError(Exception):
+class RegistryError(TfenvError):
     """A registry answer we cannot use; the message says what to check."""
 
 

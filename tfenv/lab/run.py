@@ -7,8 +7,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from tfenv.errors import TfenvError
 
-class LabError(Exception):
+
+class LabError(TfenvError):
     """A lab step failed; the message says what to do next."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tfenv.errors import TfenvError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -26,7 +28,7 @@ class Problem:
         return text
 
 
-class SpecError(Exception):
+class SpecError(TfenvError):
     """Raised when declared data cannot become a NodeSpec; carries every problem."""
 
     def __init__(self, problems: Iterable[Problem]):

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tfenv.errors import TfenvError
+
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -73,7 +75,7 @@ class SecretValue:
         raise TypeError("SecretValue cannot be pickled")
 
 
-class SecretUnavailable(Exception):
+class SecretUnavailable(TfenvError):
     """A reference that cannot be resolved; the message never holds the value."""
 
 
