@@ -221,9 +221,7 @@ def test_an_inventory_that_raises_shows_the_users_file_and_line(tmp_path: Path) 
     result = run([*TFENV, "validate", "inventory.py"], tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert f"({tmp_path / 'inventory.py'}, line 2): ZeroDivisionError: division by zero" in (
-        result.stderr
-    )
+    assert "(inventory.py, line 2): ZeroDivisionError: division by zero" in result.stderr
 
 
 def test_group_data_that_raises_shows_its_file_and_line(tmp_path: Path) -> None:
