@@ -11,6 +11,7 @@ from tfenv.model.load import load
 from tfenv.model.problems import SpecError, format_problems
 from tfenv.model.secrets import SecretUnavailable, SecretValue, read_secret
 from tfenv.model.spec import NodeSpec
+from tfenv.paths import resolve_path
 
 
 def host_spec(host, base_dir: Path | None = None) -> NodeSpec:
@@ -40,6 +41,5 @@ def registry_inputs(
     for registry, declared in spec.registries.items():
         logins[registry] = (declared.username, secret_value(spec, declared.password_secret, base))
         if declared.ca_file:
-            path = Path(declared.ca_file)
-            cas[registry] = (path if path.is_absolute() else base / path).read_text()
+            cas[registry] = resolve_path(declared.ca_file, base).read_text()
     return logins, cas

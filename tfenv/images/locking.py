@@ -18,7 +18,8 @@ from tfenv.images.lock import LockedImage, read_lock
 from tfenv.images.reference import parse_ref, pinned_tag_problem
 from tfenv.images.registry import RegistryClient, RegistryError
 from tfenv.model.load import TFENV_KEYS, DeclaredData
-from tfenv.model.secrets import SecretUnavailable, read_secret, resolve_path
+from tfenv.model.secrets import SecretUnavailable, read_secret
+from tfenv.paths import resolve_path
 
 
 @dataclass

@@ -36,6 +36,7 @@ from tfenv.model.spec import (
     Registry,
     Strict,
 )
+from tfenv.paths import resolve_path
 
 
 class DeclaredData(Strict):
@@ -78,8 +79,7 @@ def load(host: str, data: Mapping[str, Any], base_dir: Path) -> NodeSpec:
 
     lock = None
     if declared.image_lock is not None:
-        lock_path = Path(declared.image_lock)
-        lock_path = lock_path if lock_path.is_absolute() else base_dir / lock_path
+        lock_path = resolve_path(declared.image_lock, base_dir)
         lock, issues = read_lock(lock_path)
         for issue in issues:
             field = f"image_lock ({lock_path})" + (f": {issue.field}" if issue.field else "")
@@ -180,8 +180,7 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
     for registry, spec in declared.registries.items():
         yield from secret_exists(f"registries.{registry}.password_secret", spec.password_secret)
         if spec.ca_file is not None:
-            ca_path = Path(spec.ca_file)
-            ca_path = ca_path if ca_path.is_absolute() else base_dir / ca_path
+            ca_path = resolve_path(spec.ca_file, base_dir)
             if not ca_path.is_file():
                 yield Problem(
                     host,

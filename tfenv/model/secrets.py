@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tfenv.errors import TfenvError
+from tfenv.paths import resolve_path
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -77,11 +78,6 @@ class SecretValue:
 
 class SecretUnavailable(TfenvError):
     """A reference that cannot be resolved; the message never holds the value."""
-
-
-def resolve_path(path: str, base_dir: Path) -> Path:
-    expanded = Path(os.path.expanduser(path))
-    return expanded if expanded.is_absolute() else base_dir / expanded
 
 
 def looks_like_a_value(text: str) -> bool:
