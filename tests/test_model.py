@@ -451,6 +451,26 @@ REJECTIONS = [
         "a registry host[:port]",
     ),
     (
+        "registry CA file that is a secret file",
+        lambda d: d["registries"]["registry.test:5000"].update(ca_file="secrets/token"),
+        "registries.registry.test:5000.ca_file",
+        "not one of the declared secrets",
+    ),
+    (
+        "registry CA file that is no certificate",
+        lambda d: d["registries"]["registry.test:5000"].update(ca_file="images.lock.yaml"),
+        "registries.registry.test:5000.ca_file",
+        "does not hold a PEM certificate (its content is not shown)",
+    ),
+    (
+        "apt key file that is no key",
+        set_in(
+            "apt_repositories", {"cuda": {"url": "https://m.test/cuda/", "key": "images.lock.yaml"}}
+        ),
+        "apt_repositories.cuda.key",
+        "does not hold a public key",
+    ),
+    (
         "unknown replace policy",
         set_in("containers.dev-a.replace", {"policy": "whenever"}),
         "containers.dev-a.replace.policy",
@@ -608,3 +628,26 @@ def test_jupyter_published_beyond_loopback_is_a_warning(workdir: Path, good_data
     (warning,) = warnings(load(HOST, good_data, workdir))
     assert str(warning).startswith(f"{HOST}: containers.dev-a.ports[1]: expected Jupyter published")
     assert "published on 0.0.0.0" in str(warning)
+
+
+def test_data_too_deep_to_check_is_one_problem(workdir: Path, good_data: dict) -> None:
+    from tfenv.model.inventory import validate_hosts
+
+    deep: dict = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]
+    good_data["containers"]["dev-a"]["labels"] = deep
+
+    class FakeHost:  # the two things validate_hosts reads from a pyinfra Host
+        name = HOST
+
+        class data:
+            @staticmethod
+            def dict() -> dict:
+                return good_data
+
+    specs, problems = validate_hosts([FakeHost()], workdir)
+    assert specs == {} and len(problems) >= 1
+    assert all(p.host == HOST for p in problems)

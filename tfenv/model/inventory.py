@@ -45,6 +45,17 @@ def validate_hosts(
             specs[host.name] = load(host.name, host.data.dict(), base_dir)
         except SpecError as exc:
             problems.extend(exc.problems)
+        except (RecursionError, MemoryError, ValueError, TypeError, OSError) as exc:
+            # Data tfenv could not even check (nesting too deep, a value too large,
+            # a file it could not read): one problem, without the value.
+            problems.append(
+                Problem(
+                    host.name,
+                    "(declared data)",
+                    "data tfenv can read and check",
+                    f"{type(exc).__name__} while checking it",
+                )
+            )
     return specs, problems
 
 

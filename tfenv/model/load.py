@@ -177,17 +177,35 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
             # The name itself is not echoed: a pasted value would end up in the log.
             yield Problem(host, field, f"the name of a secret declared in 'secrets' ({known})")
 
+    secret_files = {
+        resolve_path(ref.file, base_dir).resolve()
+        for ref in declared.secrets.values()
+        if ref.file is not None
+    }
     for registry, spec in declared.registries.items():
         yield from secret_exists(f"registries.{registry}.password_secret", spec.password_secret)
         if spec.ca_file is not None:
-            ca_path = resolve_path(spec.ca_file, base_dir)
-            if not ca_path.is_file():
+            why = _public_file_problem(resolve_path(spec.ca_file, base_dir), CA_KINDS, secret_files)
+            if why:
                 yield Problem(
                     host,
                     f"registries.{registry}.ca_file",
                     "a PEM file of the CA that signed the registry's certificate",
-                    f"no file at {ca_path}",
+                    why,
                 )
+    for repo_name in ("cuda", "nvidia_container_toolkit", "docker"):
+        repo = getattr(declared.apt_repositories, repo_name)
+        if repo is None or repo.key.startswith(("https://", "http://")):
+            continue
+        why = _public_file_problem(resolve_path(repo.key, base_dir), KEY_KINDS, secret_files)
+        if why:
+            yield Problem(
+                host,
+                f"apt_repositories.{repo_name}.key",
+                "an https URL or the path of the repository's public signing key "
+                "(ASCII-armored or a binary keyring)",
+                why,
+            )
 
     if declared.gpu_check_image is not None:
         yield from _check_locked_image(host, "gpu_check_image", declared.gpu_check_image, lock)
@@ -236,6 +254,31 @@ def _cross_checks(host: str, declared: DeclaredData, lock: ImageLock | None, bas
                     "22",
                 )
     yield from _check_ports(host, declared.containers, declared.publish_address)
+
+
+CA_KINDS = ((b"-----BEGIN CERTIFICATE-----",), "a PEM certificate")
+# An armored OpenPGP public key, or a binary keyring (public-key packet tags).
+KEY_KINDS = ((b"-----BEGIN PGP PUBLIC KEY BLOCK-----", b"\x98", b"\x99", b"\xc6"), "a public key")
+MAX_PUBLIC_FILE = 1024 * 1024
+
+
+def _public_file_problem(path: Path, kinds: tuple, secret_files: set[Path]) -> str | None:
+    """Why ``path`` is not a readable public file of one of ``kinds``, or None.
+    Never shows the content (a secret pasted into the wrong file stays unseen)."""
+    starts, what = kinds
+    try:
+        if path.resolve() in secret_files:
+            return f"a file that is not one of the declared secrets ({path} is)"
+        if not path.is_file():
+            return f"no file at {path}"
+        if path.stat().st_size > MAX_PUBLIC_FILE:
+            return f"{path} is larger than {MAX_PUBLIC_FILE} bytes"
+        head = path.read_bytes()[:64].lstrip()
+    except OSError as exc:
+        return f"{path} cannot be read ({type(exc).__name__})"
+    if not head.startswith(starts):
+        return f"{path} does not hold {what} (its content is not shown)"
+    return None
 
 
 def _check_locked_image(host: str, field: str, image: str, lock: ImageLock | None):
