@@ -457,3 +457,20 @@ def test_docker_down_is_never_read_as_no_containers(node, test_lab: Lab) -> None
     assert "noop: dev runs as declared" in output, output
     after = container(state)
     assert after["Id"] == before and after["State"]["Running"]
+
+
+def test_an_interrupted_replacement_is_repaired_by_the_next_run(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    before = container(state)["Id"]
+    ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo safe > ~/interrupted'")
+    # What `kill -9` of pyinfra right after the rename of a replacement leaves:
+    # the old container stopped under its temporary name, no new one yet.
+    ok_on_host(state, HOST, "sudo docker stop -t 5 dev >/dev/null && "
+                            "sudo docker rename dev dev.tfenv-previous")  # fmt: skip
+    output = deploy(test_lab, host, "-v")
+    assert "dev: an interrupted replacement left it renamed: restoring it first" in output
+    after = container(state)
+    assert after["Id"] == before and after["State"]["Running"]
+    kept = ok_on_host(state, HOST, "sudo docker exec dev sh -c 'cat ~/interrupted'")
+    assert kept.strip() == "safe"
+    assert "dev.tfenv-previous" not in ok_on_host(state, HOST, "sudo docker ps -a")

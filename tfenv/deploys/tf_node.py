@@ -15,7 +15,7 @@ from tfenv.deploys.gpu_base import gpu_base
 from tfenv.deploys.spec import secret_value
 from tfenv.facts.gpu import gpu_host
 from tfenv.facts.tf_node import tf_node
-from tfenv.layout import secret_path
+from tfenv.layout import PREVIOUS_SUFFIX, secret_path
 from tfenv.model.spec import NodeSpec
 from tfenv.operations.container_health import container_health, node_summary
 from tfenv.operations.nfs_mount import nfs_mount
@@ -85,7 +85,11 @@ def tf_node_deploy(spec: NodeSpec) -> None:
             *(f"{name}: {c.image}" for name, c in sorted(spec.containers.items())),
         ],
     )
-    undeclared = sorted(set(node.containers) - set(spec.containers))
+    undeclared = sorted(
+        name
+        for name in set(node.containers) - set(spec.containers)
+        if name.removesuffix(PREVIOUS_SUFFIX) not in spec.containers  # tf_container's
+    )
     for name in undeclared:
         logger.warning(
             f"{host.name}: container {name} carries tfenv's label but is not declared; "

@@ -14,6 +14,7 @@ container in use (SSH sessions, busy Jupyter kernels, GPU processes: see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from pyinfra import host, logger
@@ -187,6 +188,18 @@ def tf_container(
             )
             return
     current = state.containers.get(desired.name)
+    previous = state.containers.get(desired.name + PREVIOUS_SUFFIX)
+    if previous is not None:
+        # A replacement was interrupted (the run killed, the host down): before
+        # the new container ran, the old one gets its name back; after, it goes.
+        if current is None:
+            _say(desired.name, "an interrupted replacement left it renamed: restoring it first")
+            yield StringCommand("docker", "rename", QuoteString(previous.name),
+                                QuoteString(desired.name))  # fmt: skip
+            current = dataclasses.replace(previous, name=desired.name)
+        else:
+            _say(desired.name, f"removing {previous.name}, left by an interrupted replacement")
+            yield StringCommand("docker", "rm", "-f", QuoteString(previous.name), ">/dev/null")
     pull = [] if state.has_image(desired.image) else [pull_command(desired.image)]
     if current is None:
         yield from _prepare(desired)
