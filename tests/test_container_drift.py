@@ -117,14 +117,18 @@ def test_run_arguments_come_from_every_row() -> None:
     assert f"tfenv.secrets={changed.secrets_digest}" in rendered
 
 
-def test_a_variable_removed_from_the_data_is_drift() -> None:
-    options = {**OBSERVED.options, "env": {**OBSERVED.options["env"], "EXPERIMENT": "old"}}
-    with_var = dataclasses.replace(
+def running_with_env(name: str, value: str):
+    """The captured container, as if tfenv had also set ``name=value`` on it."""
+    return dataclasses.replace(
         OBSERVED,
-        options=options,
+        options={**OBSERVED.options, "env": {**OBSERVED.options["env"], name: value}},
         labels={**OBSERVED.labels,
-                "tfenv.env-names": OBSERVED.labels["tfenv.env-names"] + ",EXPERIMENT"},
+                "tfenv.env-names": OBSERVED.labels["tfenv.env-names"] + "," + name},
     )  # fmt: skip
+
+
+def test_a_variable_removed_from_the_data_is_drift() -> None:
+    with_var = running_with_env("EXPERIMENT", "old")
     assert [str(d) for d in drift(desired(), with_var)] == [
         "env: EXPERIMENT (declared {EXPERIMENT=(unset)}, running {EXPERIMENT=(another value)})"
     ]
@@ -132,13 +136,7 @@ def test_a_variable_removed_from_the_data_is_drift() -> None:
 
 def test_an_env_value_never_shows_in_a_drift_line() -> None:
     pasted = "hunter2-pasted-into-env"
-    options = {**OBSERVED.options, "env": {**OBSERVED.options["env"], "API_KEY": "old-" + pasted}}
-    running = dataclasses.replace(
-        OBSERVED,
-        options=options,
-        labels={**OBSERVED.labels,
-                "tfenv.env-names": OBSERVED.labels["tfenv.env-names"] + ",API_KEY"},
-    )  # fmt: skip
+    running = running_with_env("API_KEY", "old-" + pasted)
     (found,) = drift(desired(env={"API_KEY": pasted}), running)
     assert found.field == "env: API_KEY" and pasted not in str(found)
     assert str(found) == (

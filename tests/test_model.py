@@ -408,7 +408,7 @@ REJECTIONS = [
     (
         "container name with a trailing newline",
         lambda d: d["containers"].update({"dev-c\n": d["containers"].pop("dev-b")}),
-        "containers.dev-c",
+        "containers.'dev-c\\n'",
         "Docker container name",
     ),
     (
@@ -447,7 +447,7 @@ REJECTIONS = [
         lambda d: d["registries"].update(
             {"reg.test:5000\n": d["registries"].pop("registry.test:5000")}
         ),
-        "registries.reg.test:5000",
+        "registries.'reg.test:5000\\n'",
         "a registry host[:port]",
     ),
     (

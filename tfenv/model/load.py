@@ -293,31 +293,25 @@ def _check_locked_image(host: str, field: str, image: str, lock: ImageLock | Non
         )
 
 
+# The names of declared entries: (section, grammar, what is expected, echo the name?)
+NAME_RULES = (
+    ("secrets", SECRET_NAME, "a secret name of lowercase letters, digits and '_'", False),
+    ("containers", CONTAINER_NAME, "a Docker container name (letters, digits, '_', '.', '-')",
+     True),
+    ("registries", REGISTRY_HOST.pattern, "a registry host[:port]", True),
+    ("nfs_mounts", NFS_NAME, "an NFS mount name of lowercase letters, digits, '_' and '-'",
+     False),
+)  # fmt: skip
+
+
 def _check_names(host: str, declared: DeclaredData):
-    for name in declared.secrets:
-        if not re.fullmatch(SECRET_NAME, name, re.ASCII):
-            yield Problem(
-                host, f"secrets.{name}", "a secret name of lowercase letters, digits and '_'"
-            )
-    for name in declared.containers:
-        if not re.fullmatch(CONTAINER_NAME, name, re.ASCII):
-            yield Problem(
-                host,
-                f"containers.{name}",
-                "a Docker container name (letters, digits, '_', '.', '-')",
-                _short(name),
-            )
-    for name in declared.registries:
-        if not REGISTRY_HOST.fullmatch(name):
-            yield Problem(host, f"registries.{name}", "a registry host[:port]", _short(name))
+    for section, grammar, expected, echo in NAME_RULES:
+        for name in getattr(declared, section):
+            if not re.fullmatch(grammar, name, re.ASCII):
+                got = _short(name) if echo else None
+                shown = name if name.isprintable() and len(name) <= 60 else _short(name)
+                yield Problem(host, f"{section}.{shown}", expected, got)
     mount_points: dict[str, str] = {}
-    for name in declared.nfs_mounts:
-        if not re.fullmatch(NFS_NAME, name, re.ASCII):
-            yield Problem(
-                host,
-                f"nfs_mounts.{_short(name)}",
-                "an NFS mount name of lowercase letters, digits, '_' and '-'",
-            )
     for name, mount in declared.nfs_mounts.items():
         if mount.mount_point in mount_points:
             yield Problem(
