@@ -474,3 +474,26 @@ def test_an_interrupted_replacement_is_repaired_by_the_next_run(node, test_lab: 
     kept = ok_on_host(state, HOST, "sudo docker exec dev sh -c 'cat ~/interrupted'")
     assert kept.strip() == "safe"
     assert "dev.tfenv-previous" not in ok_on_host(state, HOST, "sudo docker ps -a")
+
+
+def test_an_nfs_export_down_at_boot_starts_nothing_on_the_local_disk(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo boot > /checkpoints/boot-marker'")
+    nfs = f"{test_lab.name}-nfs"
+    subprocess.run(["docker", "stop", nfs], check=True, capture_output=True)
+    try:
+        pyinfra_on_lab(test_lab, "--limit", host, "server.reboot", "reboot_timeout=120")
+        # Docker came up without the export: the container's bind source (a
+        # directory only the export has) is missing, so it does not start...
+        states = ok_on_host(state, HOST, "sudo docker ps -a --format '{{.Names}} {{.State}}'")
+        assert "dev running" not in states, states
+        # ...and nothing was written to the empty local mount point.
+        ok_on_host(state, HOST, "! mountpoint -q /mnt/checkpoints && "
+                                "[ -z \"$(sudo ls -A /mnt/checkpoints)\" ]")  # fmt: skip
+    finally:
+        subprocess.run(["docker", "start", nfs], check=True, capture_output=True)
+    output = deploy(test_lab, host, "-v")  # the export back: one run mounts and starts it
+    assert "dev: running, healthy" in output, output
+    assert ok_on_host(state, HOST, "sudo docker exec dev cat /checkpoints/boot-marker").strip() == (
+        "boot"
+    )
