@@ -471,6 +471,30 @@ REJECTIONS = [
         "does not hold a public key",
     ),
     (
+        "Docker engine from an unknown source",
+        set_in("docker_engine", {"source": "snap", "version": "27.3.1"}),
+        "docker_engine.source",
+        "'docker' or 'distribution'",
+    ),
+    (
+        "Docker engine version with shell characters",
+        set_in("docker_engine", {"version": "27.3.1; reboot"}),
+        "docker_engine.version",
+        "a package version such as 27.3.1",
+    ),
+    (
+        "container toolkit version that is no exact version",
+        set_in("container_toolkit", {"version": "1.17"}),
+        "container_toolkit.version",
+        "a version such as 1.17.3",
+    ),
+    (
+        "apt repository URL with a space (would split the sources line)",
+        set_in("apt_repositories", {"cuda": {"url": "https://m.test/cuda/ x", "key": "k"}}),
+        "apt_repositories.cuda.url",
+        "an http(s) URL",
+    ),
+    (
         "unknown replace policy",
         set_in("containers.dev-a.replace", {"policy": "whenever"}),
         "containers.dev-a.replace.policy",
