@@ -10,8 +10,12 @@ known_hosts, a non-root deploy user with sudo. The lab's declared state
 """
 
 from tfenv.lab.fleet import current_state
+from tfenv.lab.run import LabError
 
-_state = current_state()
+try:
+    _state = current_state()
+except LabError as _error:  # no lab: say so in one line (pyinfra would show a traceback)
+    raise SystemExit(f"inventories/lab.py: {_error}") from None
 
 lab = [
     (

@@ -104,7 +104,7 @@ def current_state(required: bool = True) -> LabState | None:
     if not state_file.exists():
         if not required:
             return None
-        raise SystemExit(f"{state_file} not found: the lab is not up. Run: tfenv lab up")
+        raise LabError(f"{state_file} not found: the lab is not up. Run: tfenv lab up")
     return LabState.read(state_file)
 
 
