@@ -79,11 +79,11 @@ def validate(inventory: str, limits: tuple[str, ...]) -> None:
             f"{inventory}: {len(problems)} problem(s) on {bad} of {len(hosts)} host(s); "
             "nothing was contacted. Fix the fields above and run tfenv validate again."
         )
-    from tfenv.model.load import warnings
+    from tfenv.model.load import warning_text
 
-    cautions = [w for spec in specs.values() for w in warnings(spec)]
+    cautions = warning_text(specs.values(), "warning: ")
     if cautions:
-        click.echo("warning: " + format_problems(cautions).replace("\n", "\nwarning: "), err=True)
+        click.echo(cautions, err=True)
     groups = Counter(g for host in hosts for g in host.groups if g not in ("all",))
     summary = ", ".join(f"{name}: {count}" for name, count in sorted(groups.items()))
     containers = sum(len(spec.containers) for spec in specs.values())

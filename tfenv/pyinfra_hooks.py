@@ -15,7 +15,7 @@ from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 
 from tfenv.model.inventory import validate_hosts
-from tfenv.model.load import warnings
+from tfenv.model.load import warning_text
 from tfenv.model.problems import format_problems
 
 
@@ -34,7 +34,7 @@ def validate_state(state) -> None:
     base = Path(getattr(state, "cwd", None) or os.getcwd())
     try:
         specs, problems = validate_hosts(hosts, base)
-        cautions = [w for spec in specs.values() for w in warnings(spec)]
+        cautions = warning_text(specs.values(), "tfenv: ")
     except Exception as exc:  # a bug in tfenv must not let the run connect
         raise InvalidDeclaredData(
             "tfenv: could not validate the declared data "
@@ -42,7 +42,7 @@ def validate_state(state) -> None:
             "Run tfenv validate INVENTORY for details, and report this as a tfenv bug."
         ) from None
     if cautions:
-        logger.warning("tfenv: " + format_problems(cautions).replace("\n", "\ntfenv: "))
+        logger.warning(cautions)
     if problems:
         bad = len({p.host for p in problems})
         raise InvalidDeclaredData(

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from tfenv.images.lock import ImageLock, read_lock
 from tfenv.images.reference import pinned_tag_problem
-from tfenv.model.problems import Problem, SpecError
+from tfenv.model.problems import Problem, SpecError, format_problems
 from tfenv.model.secrets import SecretRef, check_secret
 from tfenv.model.spec import (
     CONTAINER_NAME,
@@ -371,6 +371,13 @@ def _check_ports(host: str, containers: Mapping[str, Container], publish_address
                     )
                     break
             seen.append((bound, port.host, port.protocol, name, field))
+
+
+def warning_text(specs: Iterable[NodeSpec], prefix: str) -> str:
+    """Every host's :func:`warnings`, folded like problems, each line with ``prefix``
+    ("" when there is none)."""
+    cautions = [w for spec in specs for w in warnings(spec)]
+    return prefix + format_problems(cautions).replace("\n", "\n" + prefix) if cautions else ""
 
 
 def warnings(spec: NodeSpec) -> list[Problem]:
