@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 .PHONY: setup demo test lint clean
 
 $(BIN)/tfenv: pyproject.toml
+	@tools/system-packages
 	@echo "==> Creating $(VENV) and installing tfenv with its test tools"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
