@@ -27,3 +27,24 @@ def test_gpu_host_command_prints_every_section_it_parses() -> None:
 
 
 TestTfNode = make_fact_tests("tfenv.facts", "tf_node.TfNode", FACTS / "tf_node.TfNode")
+
+
+def test_the_clock_skew_is_the_hosts_clock_minus_this_machines() -> None:
+    from tfenv.facts.gpu import MARK, parse
+
+    lines = [f"{MARK}clock", "1800086400"]
+    assert parse(lines, now=1800000000.4).clock_skew == 86400
+    assert parse(lines, now=1800000300).clock_skew == 86100
+    assert parse([f"{MARK}clock", "1800000000"], now=1800000120.0).clock_skew == -120
+    # unreadable or missing: None (the clock operation then fails the host)
+    assert parse([f"{MARK}clock", "Thu Nov 26"], now=1800000000).clock_skew is None
+    assert parse([], now=1800000000).clock_skew is None
+
+
+def test_clock_skew_reads_as_a_duration_and_a_direction() -> None:
+    from tfenv.operations.clock import describe_skew
+
+    assert describe_skew(86403) == "1 day ahead of"
+    assert describe_skew(-2 * 86400 - 3600) == "2 days 1 h behind"
+    assert describe_skew(-5400) == "1 h 30 min behind"
+    assert describe_skew(301) == "5 min 1 s ahead of"

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -23,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from lab_fixtures import ok_on_host, on_host, pyinfra_on_lab
 
 from tfenv.lab.fleet import Lab, ssh_command
@@ -323,12 +326,19 @@ def _change(number: int, **replace) -> dict:
     return {"containers.dev": update}
 
 
+def open_session(state, host: int = HOST) -> None:
+    """A researcher's SSH session into dev, from the lab host (its output: /tmp/session.out)."""
+    ok_on_host(
+        state, host, "cat > /tmp/dev_key && chmod 600 /tmp/dev_key", Path(state.key).read_text()
+    )
+    ok_on_host(state, host, "rm -f /tmp/session.out; " + SESSION)
+    opened = on_host(state, host, "pgrep -f '[s]sh -tt -i /tmp/dev_key'")
+    assert opened.returncode == 0, on_host(state, host, "cat /tmp/session.out").stdout
+
+
 def test_an_ssh_session_holds_off_a_replacement_until_it_closes(node, test_lab: Lab) -> None:
     state, host, _ = node
-    ok_on_host(
-        state, HOST, "cat > /tmp/dev_key && chmod 600 /tmp/dev_key", Path(state.key).read_text()
-    )
-    ok_on_host(state, HOST, SESSION)
+    open_session(state)
     before = container(state)["Id"]
     try:
         held = deploy(test_lab, host, changes=_change(1), succeed=False)
@@ -345,7 +355,7 @@ def test_an_ssh_session_holds_off_a_replacement_until_it_closes(node, test_lab: 
 
 def test_wait_replaces_once_the_session_closes(node, test_lab: Lab) -> None:
     state, host, _ = node
-    ok_on_host(state, HOST, SESSION)
+    open_session(state)
     before = container(state)["Id"]
     closer = threading.Timer(20, ok_on_host, (state, HOST, CLOSE_SESSION))
     closer.start()
@@ -359,7 +369,7 @@ def test_wait_replaces_once_the_session_closes(node, test_lab: Lab) -> None:
 
 def test_now_tells_the_session_then_replaces(node, test_lab: Lab) -> None:
     state, host, _ = node
-    ok_on_host(state, HOST, SESSION)
+    open_session(state)
     before = container(state)["Id"]
     try:
         output = deploy(test_lab, host, changes=_change(3, policy="now"))
@@ -497,3 +507,199 @@ def test_an_nfs_export_down_at_boot_starts_nothing_on_the_local_disk(node, test_
     assert ok_on_host(state, HOST, "sudo docker exec dev cat /checkpoints/boot-marker").strip() == (
         "boot"
     )
+
+
+# -- faults (the README's fault table) ------------------------------------------
+
+
+def _wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"gave up after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)
+
+
+def _home_file(state, host: int, name: str) -> str:
+    return ok_on_host(state, host, f"sudo docker exec dev sh -c 'cat ~/{name}'").strip()
+
+
+def _start_pyinfra(lab: Lab, *args: str, changes: dict, log: Path) -> subprocess.Popen:
+    """pyinfra as :func:`pyinfra_on_lab` runs it (its output to ``log``), in the
+    background, in its own process group (to be killed with -9 as a whole)."""
+    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO_TESTS.parent),
+           "TFENV_TEST_CHANGES": json.dumps(changes)}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", *args,
+         "tests/lab_deploys/tf_node_with.py"],
+        cwd=REPO_TESTS.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+NOTICE = "is replaced in 10 seconds by a deploy"
+
+
+def test_kill_9_of_pyinfra_mid_replacement_loses_nothing(
+    node, test_lab: Lab, tmp_path: Path
+) -> None:
+    state, host, _ = node
+    ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo kept > ~/killed'")
+    open_session(state)
+    before = container(state)["Id"]
+    run = _start_pyinfra(test_lab, "--limit", host, changes=_change(10, policy="now"),
+                         log=tmp_path / "killed.log")  # fmt: skip
+    try:
+        # The replacement is under way once the session's terminal got the notice.
+        _wait_until(lambda: NOTICE in on_host(state, HOST, "cat /tmp/session.out").stdout,
+                    300, "the replacement's notice")  # fmt: skip
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        ok_on_host(state, HOST, CLOSE_SESSION)
+    # At once, as an operator would: the host still runs what the killed run
+    # began; this run waits for it (the container's lock), then converges.
+    output = deploy(test_lab, host, "-v", changes=_change(10, policy="wait", timeout=120))
+    assert "dev: running, healthy" in output, output
+    after = container(state)
+    assert after["Id"] != before and after["State"]["Running"]
+    assert "EXPERIMENT=busy-10" in after["Config"]["Env"]
+    assert _home_file(state, HOST, "killed") == "kept"
+    names = ok_on_host(state, HOST, "sudo docker ps -a --format '{{.Names}}'")
+    assert "tfenv-previous" not in names, names
+    again = deploy(test_lab, host, "-v", changes=_change(10))
+    assert "noop: dev runs as declared" in again, again
+
+
+def test_dockerd_restarted_mid_run_still_converges_in_one_run(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo kept > ~/dockerd'")
+    before = container(state)["Id"]
+    # After every fact was read, dockerd goes down, and comes back 8 s later.
+    os.environ["TFENV_TEST_FAULT"] = (
+        "systemctl stop docker docker.socket && systemd-run --on-active=8 systemctl start docker"
+    )
+    try:
+        output = deploy(test_lab, host, "-v", changes=_change(11))
+    finally:
+        os.environ.pop("TFENV_TEST_FAULT")
+    assert "dev: recreating, 1 field(s) differ:" in output, output
+    assert "dev: running, healthy" in output, output
+    after = container(state)
+    assert after["Id"] != before and after["State"]["Running"]
+    assert _home_file(state, HOST, "dockerd") == "kept"
+
+
+def test_a_full_disk_during_a_pull_leaves_the_old_container_running(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    before = container(state)["Id"]
+    # The broken release: never pulled on this host (its registry was down then).
+    image = f"{state.registry['host']}/tfenv/tensorflow:2.17.1-lab3-broken"
+    digest = yaml.safe_load(Path(state.lock).read_text())["images"][image]["digest"]
+    present = ok_on_host(state, HOST, "sudo docker image ls --digests --format '{{.Digest}}'")
+    assert digest not in present  # so the deploy must pull it
+    # SIMULATED full disk: Docker writes what it downloads under
+    # /var/lib/docker/tmp; a full tmpfs there fails the pull with ENOSPC. Mounted
+    # through `docker exec` (the lab machine's own namespace, which dockerd
+    # shares; an SSH session on a lab host has a mount namespace of its own).
+    machine = ["docker", "exec", state.hosts[HOST].container, "sh", "-c"]
+    full = ("mount -t tmpfs -o size=64k tfenv-lab-full /var/lib/docker/tmp && "
+            "(dd if=/dev/zero of=/var/lib/docker/tmp/fill bs=4k 2>/dev/null; true)")  # fmt: skip
+    subprocess.run([*machine, full], check=True, capture_output=True)
+    try:
+        output = deploy(test_lab, host, changes={"containers.dev": {"image": image}}, succeed=False)
+    finally:
+        subprocess.run([*machine, "umount /var/lib/docker/tmp"], check=True, capture_output=True)
+    assert "no space left on device" in output, output
+    assert "the host's disk is full (no space left on device). Free space" in output, output
+    after = container(state)
+    assert after["Id"] == before and after["State"]["Running"]
+
+
+SKEWED_DATE = """#!/bin/sh
+# tfenv lab: SIMULATED clock 1 day ahead (the test removes this file)
+exec /bin/date -d "@$(( $(/bin/date +%s) + 86400 ))" "$@"
+"""
+
+
+def test_a_clock_a_day_off_stops_that_host_before_any_change(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    before = container(state)["Id"]
+    ok_on_host(state, HOST, "sudo tee /usr/local/bin/date >/dev/null && "
+                            "sudo chmod 755 /usr/local/bin/date", SKEWED_DATE)  # fmt: skip
+    try:
+        output = deploy(test_lab, host, changes=_change(12), succeed=False)
+    finally:
+        ok_on_host(state, HOST, "sudo rm -f /usr/local/bin/date")
+    assert "its clock is 1 day ahead of this machine's (+8640" in output, output
+    assert "Fix its time sync" in output
+    assert container(state)["Id"] == before  # nothing changed
+    output = deploy(test_lab, host, changes=_change(12))  # clock fixed: it goes on
+    assert container(state)["Id"] != before
+
+
+@pytest.fixture(scope="module")
+def second(node, lab_of):
+    """A second lab host (lab-6, bare) for the faults where the other hosts go on:
+    (the lab's state with it, its name)."""
+    state = lab_of(HOST + 2, images=True)
+    return state, state.hosts[HOST + 1].name
+
+
+def test_a_changed_host_key_stops_that_host_and_the_others_go_on(
+    node, second, test_lab: Lab, tmp_path: Path
+) -> None:
+    state, host, _ = node
+    grown, other = second
+    known = Path(state.known_hosts)
+    saved = known.read_text()
+    port = grown.hosts[HOST + 1].port
+    # A real key, not the host's: what a reinstalled host (or an impostor) shows.
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
+                   check=True)  # fmt: skip
+    stranger = " ".join((tmp_path / "k.pub").read_text().split()[:2])
+    lines = [line for line in saved.splitlines() if not line.startswith(f"[127.0.0.1]:{port} ")]
+    known.write_text("\n".join([*lines, f"[127.0.0.1]:{port} {stranger}"]) + "\n")
+    try:
+        output = pyinfra_on_lab(test_lab, "--limit", host, "--limit", other, "deploys/tf_node.py",
+                                succeed=False, timeout=900)  # fmt: skip
+    finally:
+        known.write_text(saved)
+    assert f"[{other}] SSH host key error" in output, output
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in output
+    assert f"[{host}] Connected" in output
+    assert "dev: running, healthy" in output  # the other host went on to the end
+
+
+def test_a_host_down_mid_run_fails_alone_and_converges_when_back(
+    node, second, test_lab: Lab, tmp_path: Path
+) -> None:
+    state, host, _ = node
+    _, other = second  # bare: this run takes it all the way to a working dev container
+    ok_on_host(state, HOST, "sudo docker exec dev sh -c 'echo kept > ~/host-down'")
+    open_session(state)
+    log = tmp_path / "host-down.log"
+    run = _start_pyinfra(test_lab, "--limit", host, "--limit", other,
+                         changes=_change(13, policy="now"), log=log)  # fmt: skip
+    machine = state.hosts[HOST].container
+    try:
+        # In the middle of its replacement (its users got the notice), the host goes away.
+        _wait_until(lambda: NOTICE in on_host(state, HOST, "cat /tmp/session.out").stdout,
+                    600, "the replacement's notice")  # fmt: skip
+        subprocess.run(["docker", "stop", "-t", "0", machine], check=True, capture_output=True)
+        assert run.wait(timeout=900) != 0
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        subprocess.run(["docker", "start", machine], check=True, capture_output=True)
+    output = log.read_text()
+    assert f"[{host}] Error: lost the SSH connection during" in output, output
+    assert "the other hosts go on" in output
+    assert f"[{other}] dev: running, healthy" in output, output  # the other went on to the end
+    # Back up (a reboot, as far as it can tell): one run converges, the home kept.
+    _wait_until(lambda: on_host(state, HOST, "true", timeout=10).returncode == 0, 120, "SSH")
+    output = deploy(test_lab, host, "-v", changes=_change(13))
+    assert "dev: running, healthy" in output, output
+    assert "EXPERIMENT=busy-13" in container(state)["Config"]["Env"]
+    assert _home_file(state, HOST, "host-down") == "kept"

@@ -48,3 +48,6 @@ TestPinnedImage = make_operation_tests(
 TestNfsMount = make_operation_tests(
     "tfenv.operations", "nfs_mount.nfs_mount", OPERATIONS / "nfs_mount.nfs_mount"
 )
+TestClockInSync = make_operation_tests(
+    "tfenv.operations", "clock.clock_in_sync", OPERATIONS / "clock.clock_in_sync"
+)

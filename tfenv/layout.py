@@ -28,6 +28,7 @@ LABEL_NAMES_LABEL = "tfenv.label-names"
 SECRETS_LABEL = "tfenv.secrets"  # digest of the secrets' seals: a changed value restarts
 SSH_PORT_LABEL = "tfenv.ssh-port"  # sshd's port inside: the busy check counts its sessions
 PREVIOUS_SUFFIX = ".tfenv-previous"  # the old container, kept stopped until the new one runs
+LOCK_DIR = "/run/lock"  # LOCK_DIR/tfenv-container-NAME.lock: one replacement at a time
 
 # -- Inside a dev container ----------------------------------------------------
 AUTHORIZED_KEYS_TARGET = "/etc/tfenv/authorized_keys"
@@ -58,3 +59,8 @@ def nfs_home(mount_point: str, container: str) -> str:
 
 def nfs_checkpoints(mount_point: str, container: str) -> str:
     return f"{mount_point.rstrip('/')}/{container}"
+
+
+def container_lock(container: str) -> str:
+    """Held (flock) while ``container`` is replaced: a second run waits for the first."""
+    return f"{LOCK_DIR}/tfenv-container-{container}.lock"

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
+import gevent
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.state import BaseStateCallback
 
 from tfenv.model.inventory import validate_hosts
 from tfenv.model.load import warning_text
@@ -53,6 +56,46 @@ def validate_state(state) -> None:
         )
 
 
+def connection_lost(host, settle: float = 1.0) -> bool:
+    """Whether ``host``'s SSH connection is gone (closed or reset by the other end).
+    Waits up to ``settle`` seconds for paramiko's reader to notice the end."""
+    client = getattr(getattr(host, "connector", None), "client", None)
+    if client is None or not hasattr(client, "get_transport"):
+        return False  # not SSH (@local, @docker): nothing to say
+    deadline = time.monotonic() + settle
+    while True:
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        gevent.sleep(0.1)
+
+
+class ReportLostHosts(BaseStateCallback):
+    """pyinfra says only "Error: executed 0 commands" when a host goes away in
+    the middle of an operation: say what happened and what to do, once per host."""
+
+    def __init__(self) -> None:
+        self.told: set[str] = set()
+
+    def operation_host_error(  # type: ignore[override]  # pyinfra passes the State first
+        self, state, host, op_hash, retry_count: int = 0, max_retries: int = 0
+    ) -> None:
+        if host.name in self.told or not connection_lost(host):
+            return
+        self.told.add(host.name)
+        names = ", ".join(state.get_op_meta(op_hash).names) or "an operation"
+        host.log_styled(
+            f"Error: lost the SSH connection during '{names}': the host went down, "
+            "rebooted or dropped off the network. Nothing more runs on it in this run; "
+            "the other hosts go on. When it answers again, run the deploy again: a "
+            "container replacement it was in the middle of is repaired then.",
+            fg="red",
+            log_func=logger.error,
+        )
+
+
 def install(state) -> None:
     """Validate right after pyinfra's ``State.init`` (idempotent).
 
@@ -73,5 +116,6 @@ def install(state) -> None:
         # work on data that does not validate yet, to help fix it.
         if "debug-inventory" not in sys.argv[1:]:
             validate_state(real)
+        real.add_callback_handler(ReportLostHosts())
 
     real.init = init

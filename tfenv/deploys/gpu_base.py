@@ -15,6 +15,7 @@ from tfenv.deploys.spec import registry_inputs
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.model.spec import Driver, NodeSpec
+from tfenv.operations.clock import clock_in_sync
 from tfenv.operations.container_toolkit import container_toolkit
 from tfenv.operations.docker_engine import docker_engine
 from tfenv.operations.gpu_check import gpus_in_container
@@ -35,6 +36,8 @@ def gpu_base(
     spec: NodeSpec, node: TfNodeState | None = None, observed: GpuHostState | None = None
 ) -> None:
     observed = observed or gpu_host(host)
+    # First: a host whose clock is off stops here, before any change.
+    clock_in_sync(name="Clock in sync with this machine", observed=observed)
     changers = []  # operations after which the host must be read again
     if spec.docker_engine:
         engine = spec.docker_engine

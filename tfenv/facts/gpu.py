@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, field
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from tfenv.containers.docker_up import wait_for_docker
 from tfenv.facts.sections import MARK, read_state, split_sections
 
 SMI_FIELDS = "index,name,uuid,memory.total,driver_version,persistence_mode,pci.bus_id"
@@ -26,14 +28,16 @@ PACKAGE_PATTERNS = (
 SECTIONS = (
     "os", "kernel", "smi", "smi-rc", "module", "nouveau-loaded", "nouveau-blacklisted",
     "secureboot", "packages", "holds", "daemon-json", "docker-runtimes", "toolkit",
-    "reboot-required", "apt-sources", "keyrings", "apt-tfenv-config",
+    "reboot-required", "apt-sources", "keyrings", "apt-tfenv-config", "clock",
 )  # fmt: skip
 KEYRING_DIRS = ("/usr/share/keyrings", "/etc/apt/keyrings")
 KEYRING_WORDS = ("nvidia", "cuda", "docker")  # the keyrings tfenv manages
 # Secure Boot's EFI variable: 4 bytes of attributes, then 1 (on) or 0 (off).
 SECUREBOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
-# nvidia-smi and docker info get a timeout: on a wedged GPU or daemon they hang.
+# nvidia-smi and docker info get a timeout: on a wedged GPU or daemon they hang
+# (nvidia-smi then exits 124: "timeout", never read as "absent").
+SMI_TIMEOUT = 60
 # Files may lack a final newline (nvidia-ctk writes daemon.json without one):
 # an echo after each keeps the next section marker on its own line.
 SCRIPT = f"""\
@@ -41,7 +45,8 @@ s() {{ echo '{MARK}'"$1"; }}
 s os; cat /etc/os-release 2>/dev/null; echo
 s kernel; uname -r
 s smi; if command -v nvidia-smi >/dev/null 2>&1; then \
-timeout 60 nvidia-smi --query-gpu={SMI_FIELDS} --format=csv,noheader,nounits 2>&1; rc=$?; \
+timeout {SMI_TIMEOUT} nvidia-smi --query-gpu={SMI_FIELDS} --format=csv,noheader,nounits \
+2>&1; rc=$?; \
 else rc=absent; fi; s smi-rc; echo "$rc"
 s module; cat /proc/driver/nvidia/version 2>/dev/null; echo
 s nouveau-loaded; grep -c '^nouveau ' /proc/modules 2>/dev/null
@@ -63,6 +68,7 @@ s keyrings; sha256sum {" ".join(f"{d}/*{w}*" for d in KEYRING_DIRS for w in KEYR
 2>/dev/null
 s apt-tfenv-config; for f in /etc/apt/preferences.d/tfenv-* /etc/apt/apt.conf.d/*tfenv*; do \
 [ -f "$f" ] && echo "== $f" && sed -e '$a\\' "$f"; done
+s clock; date -u +%s
 true
 """
 
@@ -92,7 +98,8 @@ class GpuHostState:
     os_codename: str = ""
     kernel: str = ""
     # nvidia-smi: "ok", "absent" (not installed), "not-loaded" (exit 9),
-    # "mismatch" (exit 18: module != library), "error" (anything else).
+    # "mismatch" (exit 18: module != library), "timeout" (hung: a wedged GPU or
+    # driver), "error" (anything else).
     driver_state: str = "absent"
     driver_version: str | None = None  # userspace, when nvidia-smi answers
     nvml_version: str | None = None  # "550.144" from a mismatch message
@@ -115,6 +122,10 @@ class GpuHostState:
     keyrings: dict[str, str] = field(default_factory=dict)  # keyring path -> sha256
     # tfenv's apt pins and apt.conf snippets: path -> text
     apt_config: dict[str, str] = field(default_factory=dict)
+    # The host's clock minus this machine's when the fact was read, in seconds
+    # (None: unreadable). Computed as the output arrives, so a long planning
+    # phase or a prompt never counts as skew.
+    clock_skew: int | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> GpuHostState:
@@ -148,7 +159,8 @@ MODULE_RE = re.compile(
 NVML_RE = re.compile(r"^NVML library version: (\S+)")
 
 
-def parse(lines: list[str]) -> GpuHostState:
+def parse(lines: list[str], now: float | None = None) -> GpuHostState:
+    """The state in ``lines``; ``now`` (this machine's time) gives the clock skew."""
     sections = split_sections(lines, SECTIONS)
     release = _os_release(sections["os"])
     state = GpuHostState(
@@ -198,6 +210,9 @@ def parse(lines: list[str]) -> GpuHostState:
     state.reboot_required = "yes" in (line.strip() for line in sections["reboot-required"])
     state.apt_sources = _files(sections["apt-sources"])
     state.apt_config = _files(sections["apt-tfenv-config"])
+    clock = "".join(sections["clock"]).strip()
+    if clock.isascii() and clock.isdigit() and now is not None:
+        state.clock_skew = int(clock) - round(now)
     for line in sections["keyrings"]:
         digest, _, path = line.partition("  ")
         if path:
@@ -244,7 +259,13 @@ def _parse_smi(state: GpuHostState, output: list[str], rc: str) -> None:
             )
         return
     state.smi_error = text.splitlines()[0] if text else f"nvidia-smi exited {rc}"
-    if rc == "18" or "Driver/library version mismatch" in text:
+    if rc == "124":  # coreutils timeout: it hung, which says nothing about "absent"
+        state.driver_state = "timeout"
+        state.smi_error = (
+            f"nvidia-smi did not answer within {SMI_TIMEOUT} s: a hung GPU or driver "
+            "(look for Xid errors in dmesg)"
+        )
+    elif rc == "18" or "Driver/library version mismatch" in text:
         state.driver_state = "mismatch"
         for line in output:
             match = NVML_RE.match(line.strip())
@@ -266,7 +287,7 @@ class GpuHost(FactBase):
         return SCRIPT
 
     def process(self, output: list[str]) -> GpuHostState:
-        return parse(output)
+        return parse(output, now=time.time())
 
 
 def gpu_host(host) -> GpuHostState:
@@ -283,6 +304,7 @@ class GpuInContainer(FactBase):
 
     def command(self, image: str) -> StringCommand:
         return StringCommand(
+            wait_for_docker(fail=False), ";",  # dockerd may be restarting
             "timeout", "120", "docker", "run", "--rm", "--pull", "never", "--network", "none",
             "--gpus", "all", QuoteString(image), "nvidia-smi", "-L", "2>&1;", "echo", '"rc=$?"',
         )  # fmt: skip

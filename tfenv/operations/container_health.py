@@ -13,6 +13,7 @@ import json
 from pyinfra import host, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
 
+from tfenv.containers.docker_up import wait_for_docker
 from tfenv.operations.failure import fail_host
 
 PROBE = r"""
@@ -73,6 +74,7 @@ class ContainerHealth(FactBase):
         ref = QuoteString(container)
         fmt = "'{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}'"
         return StringCommand(
+            wait_for_docker(fail=False), ";",  # dockerd restarting: its containers come back
             "for i in $(seq 90); do", "s=$(docker inspect --format", fmt, ref, "2>&1);",
             'case "$s" in *starting*) sleep 1;; *) break;; esac; done;',
             'echo "TFENV-STATE $s";', "docker", "exec", ref, "python3", "-c",

@@ -23,6 +23,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from tfenv import layout
 from tfenv.containers.busy import BUSY_FUNCTIONS, in_use
 from tfenv.containers.desired import DesiredContainer, account_files, authorized_keys_path
+from tfenv.containers.docker_up import wait_for_docker
 from tfenv.containers.drift import Drift, drift
 from tfenv.containers.options import run_arguments
 from tfenv.facts.tf_node import TfNodeState, tf_node
@@ -36,6 +37,7 @@ from tfenv.operations.sealed_file import (
     write_sealed_file,
 )
 
+LOCK_WAIT = 900  # seconds a run waits for another one's replacement of the same container
 NOTICE_SECONDS = 10  # between the notice on users' terminals and the replacement
 OVERRIDE = "--data force_busy=true"
 # host name -> container -> why its replacement is pending (reported, then the host fails)
@@ -116,14 +118,37 @@ def _replace(desired: DesiredContainer) -> StringCommand:
         f"tfenv: the new {desired.name} did not start; the previous container runs again"
     )
     return StringCommand(
+        # A run that died between the rename and the new container left only
+        # the old one, renamed: give it its name back before going on.
+        "docker", "container", "inspect", name, ">/dev/null", "2>&1", "||",
+        "docker", "rename", old, name, ">/dev/null", "2>&1;",
         "docker", "rm", "-f", old, ">/dev/null", "2>&1;",
         "docker", "stop", "-t", "30", name, ">/dev/null", "&&",
         "docker", "rename", name, old, "&&",
-        "{", "docker", "run", "-d", *run_arguments(desired), "||",
+        # No output: a client killed mid-replacement (kill -9, a dropped SSH
+        # connection) must not stop the host half-way with a write to a closed pipe.
+        "{", "docker", "run", "-d", *run_arguments(desired), ">/dev/null", "||",
         "{", "docker", "rm", "-f", name, ">/dev/null", "2>&1;", "docker", "rename", old, name, ";",
         "docker", "start", name, ">/dev/null;", "echo", restore, ">&2;", "exit", "1;", "};", "}",
         "&&", "docker", "rm", old, ">/dev/null",
     )  # fmt: skip
+
+
+def _locked(desired: DesiredContainer, *commands: StringCommand) -> StringCommand:
+    """``commands`` in one shell on the host, holding the container's lock once
+    dockerd answers: a second run (say, started while a killed one's commands
+    still finish on the host) waits instead of interleaving with it."""
+    lock = QuoteString(layout.container_lock(desired.name))
+    held = QuoteString(
+        f"tfenv: another run is still replacing {desired.name} on this host "
+        f"({layout.container_lock(desired.name)} held for {LOCK_WAIT} s); nothing was "
+        "changed. Run again once it is done."
+    )
+    parts: list = ["exec", "9>>", lock, ";", "flock", "-w", str(LOCK_WAIT), "9", "||",
+                   "{", "echo", held, ">&2;", "exit", "1;", "};", wait_for_docker()]  # fmt: skip
+    for command in commands:
+        parts += [";", command]
+    return StringCommand(*parts)
 
 
 _said: set[tuple[str, str, str]] = set()
@@ -204,7 +229,8 @@ def tf_container(
     if current is None:
         yield from _prepare(desired)
         yield from pull
-        yield StringCommand("docker", "run", "-d", *run_arguments(desired), ">/dev/null")
+        yield _locked(desired, StringCommand("docker", "run", "-d", *run_arguments(desired),
+                                             ">/dev/null"))  # fmt: skip
         return
     differences = drift(desired, current)
     if not differences:
@@ -212,7 +238,8 @@ def tf_container(
             host.noop(f"{desired.name} runs as declared")
         else:
             yield from _prepare(desired)  # its home and exports, as for a new one
-            yield StringCommand("docker", "start", QuoteString(desired.name), ">/dev/null")
+            yield _locked(desired, StringCommand("docker", "start", QuoteString(desired.name),
+                                                 ">/dev/null"))  # fmt: skip
         return
     policy = "now" if force_busy else desired.replace.policy
     reasons = in_use(current, desired.replace.idle_minutes)
@@ -233,9 +260,8 @@ def tf_container(
     _say(desired.name, f"recreating, {_differences(differences)}{note}")
     yield from _prepare(desired)
     yield from pull  # before the old container stops: a failed pull leaves it running
-    if current.running:
-        yield _guard(desired, policy)
-    yield _replace(desired)
+    guard = [_guard(desired, policy)] if current.running else []
+    yield _locked(desired, *guard, _replace(desired))
 
 
 @operation()

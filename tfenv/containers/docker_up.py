@@ -1,0 +1,27 @@
+"""Wait for the Docker daemon before using it: dockerd may be restarting.
+
+Facts are read before anything runs; by the time a container command runs,
+something (an upgrade, an operator, the engine operation of this very run)
+may be restarting dockerd. A command that waits a little for the daemon
+turns that into a short pause instead of a failed host.
+"""
+
+from __future__ import annotations
+
+DOCKER_UP_SECONDS = 60
+
+
+def wait_for_docker(fail: bool = True) -> str:
+    """Shell that waits up to DOCKER_UP_SECONDS for ``docker info`` to answer; then
+    (``fail``) says so on stderr and exits 1, or goes on (the next command reports)."""
+    give_up = (
+        "{ echo 'tfenv: Docker does not answer on this host (waited "
+        f"{DOCKER_UP_SECONDS} s); nothing more was changed. Check it (systemctl status "
+        "docker), then run again.' >&2; exit 1; }"
+        if fail
+        else "break"
+    )
+    return (
+        "tfenv_i=0; until docker info >/dev/null 2>&1; do tfenv_i=$((tfenv_i+1)); "
+        f'[ "$tfenv_i" -lt {DOCKER_UP_SECONDS} ] || {give_up}; sleep 1; done'
+    )
