@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from conftest import DIGEST_A, SECRET_FILE_VALUE
@@ -57,6 +58,56 @@ def test_values_with_shell_characters_are_quoted(workdir: Path, good_data: dict)
     args = _rendered(_desired(workdir, good_data))
     assert "--env 'EXPERIMENT=a b; rm -rf /'" in args
     assert "--label 'team=$(reboot)'" in args
+
+
+def test_docker_run_arguments_exactly(workdir: Path, good_data: dict) -> None:
+    """Every argument, in order, with the quoting the host's shell gets: a user value
+    that loses its quotes (or an argument that moves) changes this string."""
+    dev = good_data["containers"]["dev-a"]
+    dev["env"] = {"EXPERIMENT": "a b; rm -rf /", "QUOTE": "it's"}
+    dev["labels"] = {"team": "$(reboot)"}
+    desired = _desired(workdir, good_data)
+    assert re.fullmatch("[0-9a-f]{32}", desired.secrets_digest)
+    mount = "--mount type=bind,source="
+    assert _rendered(desired) == " ".join([
+        "--name dev-a",
+        "--user 2001:2001",
+        "--env 'EXPERIMENT=a b; rm -rf /'",
+        "--env HOME=/home/alice",
+        "--env JUPYTER_PORT=8888",
+        "--env JUPYTER_TOKEN_FILE=/run/secrets/token",
+        "--env 'QUOTE=it'\"'\"'s'",
+        "--env TFENV_SSH_PORT=2222",
+        "--env TFENV_USER=alice",
+        "--env TOKEN_FILE=/run/secrets/token",
+        "--env USER=alice",
+        "--label 'team=$(reboot)'",
+        "--label tfenv.container=dev-a",
+        "--label tfenv.env-names=EXPERIMENT,HOME,JUPYTER_PORT,JUPYTER_TOKEN_FILE,QUOTE,"
+        "TFENV_SSH_PORT,TFENV_USER,TOKEN_FILE,USER",
+        "--label tfenv.label-names=team",
+        "--label tfenv.managed=true",
+        f"--label tfenv.secrets={desired.secrets_digest}",
+        "--label tfenv.ssh-port=2222",
+        "--publish 0.0.0.0:2201:2222/tcp",
+        "--gpus '\"device=0,1\"'",
+        "--shm-size 67108864",
+        "--restart unless-stopped",
+        # sorted by target
+        f"{mount}/mnt/ckpt/dev-a,target=/checkpoints",
+        f"{mount}/etc/tfenv/containers/dev-a/group,target=/etc/group,readonly",
+        f"{mount}/etc/tfenv/containers/dev-a/passwd,target=/etc/passwd,readonly",
+        f"{mount}/etc/tfenv/containers/dev-a/authorized_keys,target=/etc/tfenv/authorized_keys,"
+        "readonly",
+        f"{mount}/var/lib/tfenv/containers/dev-a/ssh-host-keys,target=/etc/tfenv/ssh-host-keys",
+        f"{mount}/var/lib/tfenv/containers/dev-a/home,target=/home/alice",
+        f"{mount}/etc/tfenv/secrets/dev-a/token,target=/run/secrets/token,readonly",
+        "--cap-drop ALL",
+        "--security-opt no-new-privileges",
+        "--health-cmd 'bash -c '\"'\"'</dev/tcp/127.0.0.1/2222'\"'\"' || exit 1'",
+        "--health-interval 10s --health-timeout 5s --health-start-period 30s --health-retries 3",
+        f"registry.test:5000/ml/tf@{DIGEST_A}",
+    ])  # fmt: skip
 
 
 def test_least_privilege_by_default(workdir: Path, good_data: dict) -> None:

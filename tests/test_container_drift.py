@@ -12,12 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
+from inspect_oracle import inspect_after_run, rendered
 from pyinfra.api import StringCommand
 
-from tfenv.containers.desired import desired_container
-from tfenv.containers.drift import drift
+from tfenv.containers.desired import DesiredContainer, desired_container
+from tfenv.containers.drift import Drift, drift
 from tfenv.containers.options import OPTIONS, run_arguments
-from tfenv.facts.tf_node import reduce_inspect
+from tfenv.facts.tf_node import ObservedContainer, reduce_inspect
 from tfenv.layout import SECRETS_LABEL
 from tfenv.model.spec import Container, NfsMount
 
@@ -54,32 +55,51 @@ def test_the_spec_that_created_it_has_no_drift() -> None:
     assert drift(desired(), OBSERVED) == []
 
 
+IMAGE = INSPECT["Config"]["Image"]
+NEW_IMAGE = "registry.lab.test:5000/tfenv/tensorflow@sha256:" + "4" * 64
+
+
+def mounts_shown(checkpoints: str) -> str:
+    """The captured container's mounts as a drift line shows them (sorted by source),
+    with the checkpoints directory mounted on ``checkpoints``."""
+    return "[" + ", ".join([
+        "/etc/tfenv/containers/dev/authorized_keys:/etc/tfenv/authorized_keys:True",
+        "/etc/tfenv/containers/dev/group:/etc/group:True",
+        "/etc/tfenv/containers/dev/passwd:/etc/passwd:True",
+        "/etc/tfenv/secrets/dev/jupyter_token_dev:/run/secrets/jupyter_token_dev:True",
+        f"/mnt/checkpoints/dev:{checkpoints}:False",
+        "/var/lib/tfenv/containers/dev/home:/home/researcher:False",
+        "/var/lib/tfenv/containers/dev/ssh-host-keys:/etc/tfenv/ssh-host-keys:False",
+    ]) + "]"  # fmt: skip
+
+
 # One change per row of the option table, each through the model where a
 # declared field drives the row, else on the resolved container itself:
-# field -> (model changes, resolved-container changes, declared, running)
+# field -> (model changes, resolved-container changes, declared, running), the
+# last two exactly as the drift line shows them.
 CHANGES: dict[str, tuple[dict, dict, str, str]] = {
-    "image": ({}, {"image": "registry.lab.test:5000/tfenv/tensorflow@sha256:" + "4" * 64},
-              "@sha256:4444", INSPECT["Config"]["Image"]),
+    "image": ({}, {"image": NEW_IMAGE}, NEW_IMAGE, IMAGE),
     "user": ({"user": {"name": "researcher", "uid": 1001, "gid": 1000}}, {}, "1001:1000",
              "1000:1000"),
-    "env: EXPERIMENT": ({"env": {"EXPERIMENT": "lr-0.1"}}, {}, "EXPERIMENT=(a new value)",
-                        "EXPERIMENT=(unset)"),
-    "labels: team": ({"labels": {"team": "vision"}}, {}, "team=vision", "team=(unset)"),
+    "env: EXPERIMENT": ({"env": {"EXPERIMENT": "lr-0.1"}}, {}, "{EXPERIMENT=(a new value)}",
+                        "{EXPERIMENT=(unset)}"),
+    "labels: team": ({"labels": {"team": "vision"}}, {}, "{team=vision}", "{team=(unset)}"),
     "ports": ({"ports": [{"container": 2222, "host": 2222}, {"container": 8888, "host": 8889}]},
-              {}, "8888/tcp:127.0.0.1:8889", "8888/tcp:127.0.0.1:8888"),
+              {}, "[2222/tcp:0.0.0.0:2222, 8888/tcp:127.0.0.1:8889]",
+              "[2222/tcp:0.0.0.0:2222, 8888/tcp:127.0.0.1:8888]"),
     "gpus": ({"gpus": [1]}, {}, "devices 1", "all"),
     "shm_size": ({"shm_size": "2g"}, {}, "2147483648", "1073741824"),
     "ulimits": ({"ulimits": {"memlock": {"soft": -1, "hard": -1}}}, {}, "[memlock:-1:-1]", "[]"),
     "restart": ({"restart": "always"}, {}, "always", "unless-stopped"),
     "mounts": ({"checkpoints": {"nfs": "checkpoints", "path": "/ckpt"}}, {},
-               "/mnt/checkpoints/dev:/ckpt:False", "/mnt/checkpoints/dev:/checkpoints:False"),
+               mounts_shown("/ckpt"), mounts_shown("/checkpoints")),
     "tmpfs": ({}, {"tmpfs": ("/tmp",)}, "[/tmp]", "[]"),
     "read_only": ({}, {"read_only": True}, "True", "False"),
     "cap_drop": ({}, {"cap_drop": ()}, "[]", "[ALL]"),
     "cap_add": ({"cap_add": ["sys_ptrace"]}, {}, "[SYS_PTRACE]", "[]"),
     "security_opt": ({}, {"security_opt": ()}, "[]", "[no-new-privileges]"),
     "healthcheck": ({}, {"healthcheck": ("CMD-SHELL", "true")}, "[CMD-SHELL, true]",
-                    "/dev/tcp/127.0.0.1/2222"),
+                    "[CMD-SHELL, bash -c '</dev/tcp/127.0.0.1/2222' || exit 1]"),
     "secrets": ({}, {"secrets_digest": "0" * 32}, "a new value", "the previous value"),
 }  # fmt: skip
 
@@ -99,9 +119,7 @@ def test_each_row_reads_the_real_inspect_as_declared(option) -> None:
 def test_one_change_is_reported_as_exactly_that_field(field, case) -> None:
     model_changes, resolved_changes, declared, running = case
     changed = dataclasses.replace(desired(**model_changes), **resolved_changes)
-    found = drift(changed, OBSERVED)
-    assert [d.field for d in found] == [field], found
-    assert declared in found[0].declared and running in found[0].observed, found[0]
+    assert drift(changed, OBSERVED) == [Drift(field, declared, running)]
 
 
 def test_run_arguments_come_from_every_row() -> None:
@@ -151,6 +169,48 @@ def test_a_label_removed_from_the_data_is_drift() -> None:
     )
     assert [str(d) for d in drift(desired(), with_label)] == [
         "labels: team (declared {team=(unset)}, running {team=vision})"
+    ]
+
+
+# What the captured image itself sets: the env and labels tfenv did not record.
+IMAGE_ENV = {
+    name: value
+    for name, value in (entry.split("=", 1) for entry in INSPECT["Config"]["Env"])
+    if name not in OBSERVED.labels["tfenv.env-names"].split(",")
+}
+IMAGE_LABELS = {"org.opencontainers.image.version": "2.17.1-lab1", "tfenv.lab": "1",
+                "tfenv.lab.base-hash": "10104b463651"}  # fmt: skip
+
+
+def made_by(spec: DesiredContainer) -> ObservedContainer:
+    """The container ``docker run`` makes from ``spec``'s rendered arguments, read back."""
+    return reduce_inspect(inspect_after_run(rendered(spec), IMAGE_ENV, IMAGE_LABELS))
+
+
+def test_the_oracle_reads_back_as_the_real_capture() -> None:
+    """The oracle (tests/inspect_oracle.py) agrees with Docker itself on the spec that
+    created the capture, so the round trips below stand for real runs."""
+    assert IMAGE_ENV == {
+        "PATH": "/opt/tf/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    made = made_by(desired())
+    assert (made.name, made.labels, made.options) == ("dev", OBSERVED.labels, OBSERVED.options)
+
+
+def test_a_label_removed_after_a_run_is_drift() -> None:
+    """The label names tfenv records when it creates the container are what make a
+    removed label drift: run with a label, then declare it gone."""
+    running = made_by(desired(labels={"team": "vision", "tier": "gold"}))
+    assert drift(desired(labels={"tier": "gold"}), running) == [
+        Drift("labels: team", "{team=(unset)}", "{team=vision}")
+    ]
+
+
+def test_a_variable_removed_after_a_run_is_drift() -> None:
+    running = made_by(desired(env={"EXPERIMENT": "lr-0.1", "SEED": "7"}))
+    assert drift(desired(env={"SEED": "7"}), running) == [
+        Drift("env: EXPERIMENT", "{EXPERIMENT=(unset)}", "{EXPERIMENT=(another value)}")
     ]
 
 

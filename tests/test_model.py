@@ -8,8 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import KEY_ED25519, SECRET_ENV_VALUE, SECRET_FILE_VALUE
+from conftest import (
+    DIGEST_A,
+    DIGEST_B,
+    KEY_ED25519,
+    LOCK_TEXT,
+    SECRET_ENV_VALUE,
+    SECRET_FILE_VALUE,
+)
 
+from tfenv.images.lock import LockedImage, dump_lock, read_lock
 from tfenv.model import SpecError, load, read_secret
 from tfenv.model.gpus import Gpus
 from tfenv.model.secrets import SecretRef
@@ -57,6 +65,16 @@ def delete(path: str) -> Callable[[dict], None]:
         for part in parents:
             target = target[part]
         del target[last]
+
+    return mutate
+
+
+def each(*mutations: Callable[[dict], None]) -> Callable[[dict], None]:
+    """Mutation that applies every one of ``mutations``, in order."""
+
+    def mutate(data: dict) -> None:
+        for mutation in mutations:
+            mutation(data)
 
     return mutate
 
@@ -536,6 +554,109 @@ REJECTIONS = [
         "containers.dev-b.ports[1].host",
         "not already published by containers.dev-a.ports[0]",
     ),
+    # A collision whichever comes first: the specific address, then the wildcard.
+    (
+        "wildcard over a port already published on one address",
+        each(  # dev-b on the host's publish_address, 0.0.0.0
+            set_in("containers.dev-a.ports.0.address", "127.0.0.1"),
+            set_in("containers.dev-b.ports.0.host", 2201),
+        ),
+        "containers.dev-b.ports[0].host",
+        "not already published by containers.dev-a.ports[0]",
+    ),
+    (
+        "IPv6 wildcard over a port already published on ::1",
+        each(
+            set_in("containers.dev-a.ports.0.address", "::1"),
+            set_in("containers.dev-b.ports.0", {"container": 2222, "host": 2201, "address": "::"}),
+        ),
+        "containers.dev-b.ports[0].host",
+        "not already published by containers.dev-a.ports[0]",
+    ),
+    (
+        "IPv6 address on a port already published on ::",
+        each(
+            set_in("containers.dev-a.ports.0.address", "::"),
+            set_in("containers.dev-b.ports.0", {"container": 2222, "host": 2201, "address": "::1"}),
+        ),
+        "containers.dev-b.ports[0].host",
+        "not already published by containers.dev-a.ports[0]",
+    ),
+    (
+        "two NFS mounts on one mount point",
+        lambda d: d["nfs_mounts"].update(
+            other={"server": "nfs2.test", "export": "/export/x", "mount_point": "/mnt/ckpt"}
+        ),
+        "nfs_mounts.other.mount_point",
+        "a mount point not used by nfs_mounts.ckpt",
+    ),
+    (
+        "the same mount point spelled with a trailing slash",
+        lambda d: d["nfs_mounts"].update(
+            other={"server": "nfs2.test", "export": "/export/x", "mount_point": "/mnt/ckpt/"}
+        ),
+        "nfs_mounts.other.mount_point",
+        "an absolute path without a trailing '/' (such as /mnt/ckpt)",
+    ),
+    (
+        "shm_size 0 (Docker's default, read back as drift on every run)",
+        set_in("containers.dev-a.shm_size", "0"),
+        "containers.dev-a.shm_size",
+        "a size above 0",
+    ),
+    # Newlines would add directives to the mount unit (What=, Where=, Options=).
+    (
+        "NFS server with a trailing newline",
+        set_in("nfs_mounts.ckpt.server", "nfs.test\n"),
+        "nfs_mounts.ckpt.server",
+        "a host name or IP address",
+    ),
+    (
+        "NFS export with a trailing newline",
+        set_in("nfs_mounts.ckpt.export", "/export/ckpt\n"),
+        "nfs_mounts.ckpt.export",
+        "an absolute path of letters",
+    ),
+    (
+        "NFS mount point with a trailing newline",
+        set_in("nfs_mounts.ckpt.mount_point", "/mnt/ckpt\n"),
+        "nfs_mounts.ckpt.mount_point",
+        "an absolute path of letters",
+    ),
+    (
+        "NFS mount option with a newline inside",
+        set_in("nfs_mounts.ckpt.options", ["hard", "nfsvers=4.1\nExecStartPre=/bin/reboot"]),
+        "nfs_mounts.ckpt.options",
+        "letters, digits and _.=:/- only",
+    ),
+    (
+        "lock of another format version",
+        lock_text(f"version: 2\nimages:\n  r.test/tf:1.0:\n    digest: {A}\n"),
+        "version",
+        "lock format version 1, got 2",
+    ),
+    (
+        "lock without a format version",
+        lock_text(f"images:\n  r.test/tf:1.0:\n    digest: {A}\n"),
+        "version",
+        "lock format version 1, got None",
+    ),
+    (
+        "malformed platform digest in lock",
+        lock_text(
+            LOCK_HEAD + f"  r.test/tf:1.0:\n    digest: {A}\n    platform_digest: sha256:b\n"
+        ),
+        "images['r.test/tf:1.0'].platform_digest",
+        "a digest of the form sha256:<64 hex>, got 'sha256:b'",
+    ),
+    (
+        "platform digest of another algorithm in lock",
+        lock_text(
+            LOCK_HEAD + f"  r.test/tf:1.0:\n    digest: {A}\n    platform_digest: md5:{'b' * 32}\n"
+        ),
+        "images['r.test/tf:1.0'].platform_digest",
+        "a digest of the form sha256:<64 hex>",
+    ),
 ]
 
 
@@ -560,6 +681,111 @@ def test_secret_file_readable_by_others_is_rejected(workdir: Path, good_data: di
         "secrets.token" in p and "readable only by its owner" in p and "chmod 600" in p
         for p in problems
     ), problems
+
+
+@pytest.mark.parametrize(
+    "mode", [0o640, 0o620, 0o610, 0o660, 0o604, 0o602, 0o601], ids=lambda mode: f"{mode:04o}"
+)
+def test_secret_file_any_group_or_other_bit_is_rejected(
+    workdir: Path, good_data: dict, mode: int
+) -> None:
+    """Group bits count as much as the others' (a whole team may share a group)."""
+    os.chmod(workdir / "secrets" / "token", mode)
+    problems = problems_for(good_data, workdir)
+    assert problems == [
+        f"{HOST}: secrets.token: expected file {workdir / 'secrets' / 'token'} to be readable "
+        f"only by its owner (mode is {mode:04o}; run: chmod 600 {workdir / 'secrets' / 'token'})"
+    ]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400], ids=lambda mode: f"{mode:04o}")
+def test_secret_file_for_its_owner_only_loads(workdir: Path, good_data: dict, mode: int) -> None:
+    os.chmod(workdir / "secrets" / "token", mode)
+    assert read_secret("token", SecretRef(file="secrets/token"), workdir).reveal() == (
+        SECRET_FILE_VALUE
+    )
+
+
+def test_secret_file_owned_by_another_user_is_rejected(
+    workdir: Path, good_data: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user's 0600 file: whoever owns it can change it under us."""
+    owner = (workdir / "secrets" / "token").stat().st_uid
+    load(HOST, good_data, workdir)  # owned by the user running tfenv: accepted
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # tfenv now runs as someone else
+    assert problems_for(good_data, workdir) == [
+        f"{HOST}: secrets.token: expected file {workdir / 'secrets' / 'token'} to be owned by "
+        f"the user running tfenv (uid {owner + 1})"
+    ]
+
+
+# Declared data on the edge of a rule, which must load.
+EDGES = [
+    ("as many GPUs as the host has", set_in("containers.dev-b.gpus", 4)),
+    ("the host's last GPU index", set_in("containers.dev-b.gpus", [3])),
+    ("every GPU index of the host", set_in("containers.dev-b.gpus", [0, 1, 2, 3])),
+    (
+        "one host port on two specific addresses",
+        each(
+            set_in("containers.dev-a.ports.0.address", "127.0.0.1"),
+            set_in(
+                "containers.dev-b.ports.0", {"container": 2222, "host": 2201, "address": "10.0.0.5"}
+            ),
+        ),
+    ),
+    (
+        "one host port, tcp and udp",
+        lambda d: d["containers"]["dev-b"]["ports"][0].update(host=2201, protocol="udp"),
+    ),
+    (
+        "two NFS mounts on two mount points",
+        lambda d: d["nfs_mounts"].update(
+            other={"server": "nfs2.test", "export": "/export/x", "mount_point": "/mnt/ckpt2"}
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("mutate", [e[1] for e in EDGES], ids=[e[0] for e in EDGES])
+def test_data_on_the_edge_of_a_rule_loads(workdir: Path, good_data: dict, mutate) -> None:
+    mutate(good_data)
+    load(HOST, good_data, workdir)
+
+
+# --- the image lock ------------------------------------------------------------
+
+P = "sha256:" + "c" * 64
+
+
+def test_a_platform_digest_is_what_deploys_pull(workdir: Path, good_data: dict) -> None:
+    """An index digest names every platform's image; the lock's platform digest
+    (linux/amd64) is the one image the hosts run."""
+    (workdir / "images.lock.yaml").write_text(
+        LOCK_TEXT.replace(
+            f"digest: {DIGEST_A}\n", f"digest: {DIGEST_A}\n    platform_digest: {P}\n"
+        )
+    )
+    spec = load(HOST, good_data, workdir)
+    assert spec.image_lock.get("registry.test:5000/ml/tf:2.17.0") == LockedImage(
+        "registry.test:5000/ml/tf:2.17.0", DIGEST_A, P
+    )
+    assert spec.image_lock.get("registry.test:5000/ml/tf:2.17.0").pinned == (
+        f"registry.test:5000/ml/tf@{P}"
+    )
+    # Without one, the manifest digest itself.
+    assert spec.image_lock.get("registry.test:5000/ml/tf:2.18.0").pinned == (
+        f"registry.test:5000/ml/tf@{DIGEST_B}"
+    )
+
+
+def test_a_written_lock_reads_back_the_same(tmp_path: Path) -> None:
+    images = {
+        "r.test/tf:1.0": LockedImage("r.test/tf:1.0", DIGEST_A, P),
+        "r.test/tf:0.9": LockedImage("r.test/tf:0.9", DIGEST_B),
+    }
+    (tmp_path / "lock.yaml").write_text(dump_lock(images))
+    lock, issues = read_lock(tmp_path / "lock.yaml")
+    assert (lock.images, issues) == (images, [])
 
 
 def test_all_problems_reported_at_once(workdir: Path, good_data: dict) -> None:

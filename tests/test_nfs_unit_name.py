@@ -7,7 +7,15 @@ import pytest
 
 from tfenv.operations.nfs_mount import unit_name
 
-CASES = ["/mnt/checkpoints", "/srv/nfs-data/ckpt", "/data/my.dir/x_y", "/mnt/with space", "/a//b/"]
+CASES = [
+    "/mnt/checkpoints",
+    "/srv/nfs-data/ckpt",
+    "/data/my.dir/x_y",
+    "/mnt/with space",
+    "/a//b/",
+    "/.snapshots/ckpt",  # a leading dot is escaped: a unit name never starts with one
+    "/mnt/.hidden",  # any other dot is kept
+]
 
 
 @pytest.mark.parametrize("path", CASES)
@@ -24,3 +32,7 @@ def test_unit_name_matches_systemd_escape(path: str) -> None:
 def test_known_names() -> None:
     assert unit_name("/mnt/checkpoints") == "mnt-checkpoints.mount"
     assert unit_name("/srv/nfs-data/ckpt") == "srv-nfs\\x2ddata-ckpt.mount"
+    # Known without systemd-escape too, as systemd 252 prints them:
+    assert unit_name("/.snapshots/ckpt") == "\\x2esnapshots-ckpt.mount"
+    assert unit_name("//.snapshots") == "\\x2esnapshots.mount"
+    assert unit_name("/mnt/.hidden") == "mnt-.hidden.mount"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,39 @@ def test_a_flavour_switch_needs_a_reboot() -> None:
     assert reboot_reasons(state, "550.127.05", "proprietary") == [
         "open kernel module loaded, proprietary declared"
     ]
+
+
+NOUVEAU = "nouveau is loaded (blacklisted now, gone after a reboot)"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "declared", "kernel_modules", "first"),
+    [
+        ("debian12_ok", "550.144.03", None, "kernel module 550.127.05 loaded, 550.144.03 declared"),
+        (
+            "debian12_mismatch",
+            "550.144.03",
+            None,
+            "driver/library mismatch: kernel module 550.127.05, library 550.144; reboot required",
+        ),
+        (
+            "debian12_installed_not_loaded",
+            "550.127.05",
+            None,
+            "driver installed but no NVIDIA kernel module loaded; reboot required",
+        ),
+        (
+            "debian12_ok",
+            "550.127.05",
+            "proprietary",
+            "open kernel module loaded, proprietary declared",
+        ),
+    ],
+    ids=["other version", "mismatch", "not loaded", "other flavour"],
+)
+def test_nouveau_is_named_beside_any_other_reason(
+    fixture: str, declared: str, kernel_modules: str | None, first: str
+) -> None:
+    """One reboot clears both: the operator is told of each, the driver's first."""
+    state = dataclasses.replace(observed(fixture), nouveau_loaded=True)
+    assert reboot_reasons(state, declared, kernel_modules) == [first, NOUVEAU]

@@ -160,10 +160,42 @@ def test_unknown_field_is_rejected(sim_root: Path) -> None:
     assert 'Field "bogus" is not a valid field to query.' in result.stdout
 
 
+# lab-1's two GPUs, written down once: the same on every machine and every run
+# (a host re-created by `lab up` keeps its GPUs' UUIDs).
+LAB_1_GPUS = [
+    {
+        "name": "NVIDIA H100 80GB HBM3",
+        "uuid": "GPU-4a24f164-25c1-57b7-b52b-ce3026501b9c",
+        "serial": "1654950084739",
+        "pci_bus_id": "00000000:18:00.0",
+        "memory_mib": 81559,
+    },
+    {
+        "name": "NVIDIA H100 80GB HBM3",
+        "uuid": "GPU-5342c986-f3d6-5202-920c-61b45a6011fe",
+        "serial": "1654521183764",
+        "pci_bus_id": "00000000:2A:00.0",
+        "memory_mib": 81559,
+    },
+]
+
+
 def test_simulated_gpus_are_stable_per_host() -> None:
-    assert gpus_for("lab-1", 2) == gpus_for("lab-1", 2)
-    assert gpus_for("lab-1", 1)[0]["uuid"] != gpus_for("lab-2", 1)[0]["uuid"]
+    assert gpus_for("lab-1", 2) == LAB_1_GPUS
+    assert gpus_for("lab-1", 1) == LAB_1_GPUS[:1]  # adding GPUs keeps the first ones
+    assert gpus_for("lab-2", 1)[0]["uuid"] != LAB_1_GPUS[0]["uuid"]
     assert all(BUS_ID.match(gpu["pci_bus_id"]) for gpu in gpus_for("lab-1", 8))
+
+
+def test_simulated_gpus_look_like_the_real_ones() -> None:
+    """Name, UUID form and memory as a real H100 80GB HBM3 reports them (real captures)."""
+    real_name = LIST_LINE.match(fixture("h100_list.txt").strip()).group(2)
+    real_memory = _csv(fixture("h100_query_memory.csv"))[1][2]  # "81559 MiB"
+    assert re.fullmatch(UUID, _csv(fixture("h200_query_gpu.txt"))[1][2])  # the form, proven
+    for gpu in gpus_for("lab-1", 8):
+        assert gpu["name"] == real_name
+        assert re.fullmatch(UUID, gpu["uuid"])
+        assert f"{gpu['memory_mib']} MiB" == real_memory
 
 
 def _real_apps_sections(name: str) -> dict[str, list[str]]:

@@ -111,6 +111,17 @@ def _not_a_system_directory(value: str) -> None:
         )
 
 
+def _no_trailing_slash(value: str) -> None:
+    # /mnt/ckpt/ and /mnt/ckpt are one directory: one spelling, so duplicates show.
+    if len(value) > 1 and value.endswith("/"):
+        raise ValueError(f"an absolute path without a trailing '/' (such as {value.rstrip('/')})")
+
+
+def _not_zero(value: str) -> None:
+    if int(value.rstrip("bkmgBKMG")) == 0:
+        raise ValueError("a size above 0 (Docker reads 0 as its 64m default)")
+
+
 def _ip_address(value: str) -> None:
     try:
         ipaddress.ip_address(value)
@@ -128,8 +139,8 @@ Url = matching(URL, "an http(s) URL")
 PATH_WORDS = "an absolute path of letters, digits and ._@+- (no ',', '=', spaces or '..')"
 AbsPath = matching(ABS_PATH, PATH_WORDS)
 # A directory tfenv mounts something on (host mount point, path in a container).
-MountPath = matching(ABS_PATH, PATH_WORDS, _not_a_system_directory)
-Size = matching(SIZE, "a size such as 8g, 512m or 1073741824")
+MountPath = matching(ABS_PATH, PATH_WORDS, _not_a_system_directory, _no_trailing_slash)
+Size = matching(SIZE, "a size such as 8g, 512m or 1073741824", _not_zero)
 Address = matching(r"^[0-9a-fA-F.:]+$", "an IP address such as 0.0.0.0 or 127.0.0.1", _ip_address)
 Hostname = matching(r"^[A-Za-z0-9.:\[\]-]+$", "a host name or IP address")
 
