@@ -45,6 +45,9 @@ def test_clock_skew_reads_as_a_duration_and_a_direction() -> None:
     from tfenv.operations.clock import describe_skew
 
     assert describe_skew(86403) == "1 day ahead of"
+    assert describe_skew(86399) == "1 day ahead of"  # read a second late: still a day
+    assert describe_skew(-3629) == "1 h behind"
+    assert describe_skew(3631) == "1 h 1 min ahead of"
     assert describe_skew(-2 * 86400 - 3600) == "2 days 1 h behind"
     assert describe_skew(-5400) == "1 h 30 min behind"
     assert describe_skew(301) == "5 min 1 s ahead of"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import (
     DIGEST_A,
     DIGEST_B,
+    GOOD_DATA,
     KEY_ED25519,
     LOCK_TEXT,
     SECRET_ENV_VALUE,
@@ -672,6 +675,42 @@ def test_rejection_names_host_and_field(workdir: Path, good_data: dict, mutate, 
     problems = problems_for(good_data, workdir)
     matching = [p for p in problems if p.startswith(f"{HOST}: ") and field in p and words in p]
     assert matching, f"no problem naming {field!r} with {words!r} in {problems}"
+
+
+SNAPSHOT = Path(__file__).parent / "fixtures" / "rejections.yaml"
+
+
+def test_every_rejection_says_exactly_what_it_said(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every case above, its whole message list, word for word (tests/fixtures/rejections.yaml).
+
+    The messages are what an operator reads to fix the data: a change in their
+    wording must be deliberate. After one, rewrite the file with
+    TFENV_UPDATE_SNAPSHOT=1 and review its diff.
+    """
+    seen: dict[str, list[str]] = {}
+    for case_id, mutate, _, _ in REJECTIONS:
+        workdir = tmp_path_factory.mktemp("rejection")
+        (workdir / "images.lock.yaml").write_text(LOCK_TEXT)
+        (workdir / "secrets").mkdir()
+        token = workdir / "secrets" / "token"
+        token.write_text(SECRET_FILE_VALUE + "\n")
+        os.chmod(token, 0o600)
+        monkeypatch.setenv("TFENV_TEST_REG_PW", SECRET_ENV_VALUE)
+        data = copy.deepcopy(GOOD_DATA)
+        mutate(data)
+        if "_lock_text" in data:
+            (workdir / "bad.lock.yaml").write_text(data.pop("_lock_text"))
+            for name in data["containers"]:
+                data["containers"][name]["image"] = "r.test/tf:1.0"
+        seen[case_id] = [p.replace(str(workdir), "WORKDIR") for p in problems_for(data, workdir)]
+    if os.environ.get("TFENV_UPDATE_SNAPSHOT"):
+        SNAPSHOT.write_text(yaml.safe_dump(seen, sort_keys=False, width=1000, allow_unicode=False))
+    expected = yaml.safe_load(SNAPSHOT.read_text())
+    for case_id, problems in seen.items():
+        assert problems == expected.get(case_id), case_id
+    assert set(seen) == set(expected)
 
 
 def test_secret_file_readable_by_others_is_rejected(workdir: Path, good_data: dict) -> None:

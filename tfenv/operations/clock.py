@@ -20,8 +20,14 @@ MAX_CLOCK_SKEW = 300  # seconds; NTP keeps hosts within milliseconds
 
 
 def describe_skew(seconds: int) -> str:
-    """``86400`` -> ``1 day ahead of``; ``-5400`` -> ``1 h 30 min behind``."""
+    """``86400`` -> ``1 day ahead of``; ``-5400`` -> ``1 h 30 min behind``.
+    Rounded as a person would say it: to the hour past a day, to the minute past
+    an hour (the reading itself is a second or so late)."""
     size = abs(seconds)
+    if size >= 86400:
+        size = round(size / 3600) * 3600
+    elif size >= 3600:
+        size = round(size / 60) * 60
     days, rest = divmod(size, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
