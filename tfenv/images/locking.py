@@ -8,6 +8,7 @@ for an index) per image.
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,15 @@ def resolve_plan(plan: LockPlan, say: Callable[[str], None]) -> tuple[dict, list
             answer = client.resolve(repository, parse_ref(reference).tag or "")
         except (RegistryError, OSError) as exc:
             problems.append(f"{reference}: {exc}")
+            say(f"  [{number}/{len(plan.images)}] {reference}  FAILED")
+            continue
+        except (ValueError, KeyError, TypeError, AttributeError, http.client.HTTPException) as exc:
+            # A registry (or a proxy in front of it) that answers garbage: one
+            # problem line for this image, never a traceback.
+            problems.append(
+                f"{reference}: the registry's answer could not be read "
+                f"({type(exc).__name__}: {str(exc)[:120]}); is {registry} a Docker registry?"
+            )
             say(f"  [{number}/{len(plan.images)}] {reference}  FAILED")
             continue
         resolved[reference] = LockedImage(reference, answer.digest, answer.platform_digest)

@@ -104,7 +104,7 @@ def matching(pattern: str, expected: str, *extra_checks):
 
 
 def _not_a_system_directory(value: str) -> None:
-    if value.rstrip("/") in SYSTEM_DIRS or value == "/":
+    if value.rstrip("/") in SYSTEM_DIRS or not value.rstrip("/"):  # "/", "//"
         raise ValueError(
             "a directory of its own such as /mnt/checkpoints (not / or a system directory "
             f"such as {value.rstrip('/') or '/'})"

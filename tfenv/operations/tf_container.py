@@ -202,7 +202,8 @@ def tf_container(
         # Never read "Docker down" as "no containers". An earlier operation of
         # this run may start Docker: read again when the deploy runs.
         if not host.state.is_executing:
-            host.noop(f"{desired.name}: Docker is {state.docker}; its state is read when it runs")
+            why = state.containers_error or f"Docker is {state.docker}"
+            host.noop(f"{desired.name}: {why}; its state is read when it runs")
             return
         state = tf_node(host)
         if state.docker != "ok" or state.containers_error:
