@@ -60,18 +60,23 @@ SECRET_ENV_VALUE = "env-secret-Zq8yX2"
 SECRET_FILE_VALUE = "file-secret-Pw3kLm"
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A directory holding a lock file and a 0600 secret file; the secret
-    environment variable set. Relative paths in GOOD_DATA resolve here."""
-    (tmp_path / "images.lock.yaml").write_text(LOCK_TEXT)
-    secrets_dir = tmp_path / "secrets"
+def prepare_workdir(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``path`` with a lock file and a 0600 secret file; the secret environment
+    variable set. Relative paths in GOOD_DATA resolve there."""
+    (path / "images.lock.yaml").write_text(LOCK_TEXT)
+    secrets_dir = path / "secrets"
     secrets_dir.mkdir()
     token = secrets_dir / "token"
     token.write_text(SECRET_FILE_VALUE + "\n")
     os.chmod(token, 0o600)
     monkeypatch.setenv("TFENV_TEST_REG_PW", SECRET_ENV_VALUE)
-    return tmp_path
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """:func:`prepare_workdir` in the test's own temporary directory."""
+    return prepare_workdir(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import GOOD_DATA, SECRET_ENV_VALUE, SECRET_FILE_VALUE
 from test_cli_validate import CountingListener
-from test_model import ECHO_CASES, HOST, PASTED_VALUES, REJECTIONS
+from test_model import ECHO_CASES, HOST, PASTED_VALUES, REJECTIONS, bad_data
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = "from pyinfra.operations import server\nserver.shell(name='noop', commands=['true'])\n"
@@ -62,13 +62,7 @@ def run_pyinfra(workdir: Path, data: dict, port: int) -> str:
 def test_bad_data_stops_pyinfra_before_any_connection(
     workdir: Path, listener, mutate, field, words
 ) -> None:
-    data = copy.deepcopy(GOOD_DATA)
-    mutate(data)
-    if "_lock_text" in data:
-        (workdir / "bad.lock.yaml").write_text(data.pop("_lock_text"))
-        for name in data["containers"]:
-            data["containers"][name]["image"] = "r.test/tf:1.0"
-    output = run_pyinfra(workdir, data, listener.port)
+    output = run_pyinfra(workdir, bad_data(mutate, workdir), listener.port)
     lines = [line for line in output.splitlines() if line.startswith(f"{HOST}: ")]
     assert any(field in line and words in line and ": expected " in line for line in lines), output
     assert listener.accepted == 0

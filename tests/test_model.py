@@ -18,6 +18,7 @@ from conftest import (
     LOCK_TEXT,
     SECRET_ENV_VALUE,
     SECRET_FILE_VALUE,
+    prepare_workdir,
 )
 
 from tfenv.images.lock import LockedImage, dump_lock, read_lock
@@ -663,16 +664,23 @@ REJECTIONS = [
 ]
 
 
+def bad_data(mutate: Callable[[dict], None], workdir: Path) -> dict:
+    """GOOD_DATA with one REJECTIONS case applied; a case's bad lock text is
+    written to ``workdir`` and every container then points into it."""
+    data = copy.deepcopy(GOOD_DATA)
+    mutate(data)
+    if "_lock_text" in data:
+        (workdir / "bad.lock.yaml").write_text(data.pop("_lock_text"))
+        for name in data["containers"]:
+            data["containers"][name]["image"] = "r.test/tf:1.0"
+    return data
+
+
 @pytest.mark.parametrize(
     ("mutate", "field", "words"), [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS]
 )
-def test_rejection_names_host_and_field(workdir: Path, good_data: dict, mutate, field, words):
-    mutate(good_data)
-    if "_lock_text" in good_data:
-        (workdir / "bad.lock.yaml").write_text(good_data.pop("_lock_text"))
-        for name in good_data["containers"]:
-            good_data["containers"][name]["image"] = "r.test/tf:1.0"
-    problems = problems_for(good_data, workdir)
+def test_rejection_names_host_and_field(workdir: Path, mutate, field, words):
+    problems = problems_for(bad_data(mutate, workdir), workdir)
     matching = [p for p in problems if p.startswith(f"{HOST}: ") and field in p and words in p]
     assert matching, f"no problem naming {field!r} with {words!r} in {problems}"
 
@@ -691,19 +699,8 @@ def test_every_rejection_says_exactly_what_it_said(
     """
     seen: dict[str, list[str]] = {}
     for case_id, mutate, _, _ in REJECTIONS:
-        workdir = tmp_path_factory.mktemp("rejection")
-        (workdir / "images.lock.yaml").write_text(LOCK_TEXT)
-        (workdir / "secrets").mkdir()
-        token = workdir / "secrets" / "token"
-        token.write_text(SECRET_FILE_VALUE + "\n")
-        os.chmod(token, 0o600)
-        monkeypatch.setenv("TFENV_TEST_REG_PW", SECRET_ENV_VALUE)
-        data = copy.deepcopy(GOOD_DATA)
-        mutate(data)
-        if "_lock_text" in data:
-            (workdir / "bad.lock.yaml").write_text(data.pop("_lock_text"))
-            for name in data["containers"]:
-                data["containers"][name]["image"] = "r.test/tf:1.0"
+        workdir = prepare_workdir(tmp_path_factory.mktemp("rejection"), monkeypatch)
+        data = bad_data(mutate, workdir)
         seen[case_id] = [p.replace(str(workdir), "WORKDIR") for p in problems_for(data, workdir)]
     if os.environ.get("TFENV_UPDATE_SNAPSHOT"):
         SNAPSHOT.write_text(yaml.safe_dump(seen, sort_keys=False, width=1000, allow_unicode=False))
