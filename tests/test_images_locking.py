@@ -290,7 +290,8 @@ def test_lock_changes(tmp_path: Path) -> None:
     assert lock_changes(path, resolved) == [
         f"ml/moved:1: tag moved from {A} to {D}",
         f"ml/new:1: not in the lock (registry has {C})",
-        f"ml/platform:1: tag moved from {A} to {A}",
+        f"ml/platform:1: its linux/amd64 manifest moved from {B} to {C} (the index digest is "
+        "unchanged)",
     ]
 
 

@@ -123,6 +123,13 @@ def lock_changes(path: Path, resolved: dict[str, LockedImage]) -> list[str]:
         old = current.images.get(reference)
         if old is None:
             changes.append(f"{reference}: not in the lock (registry has {image.digest})")
-        elif (old.digest, old.platform_digest) != (image.digest, image.platform_digest):
+        elif old.digest != image.digest:
             changes.append(f"{reference}: tag moved from {old.digest} to {image.digest}")
+        elif old.platform_digest != image.platform_digest:
+            # The same index, another linux/amd64 manifest in it (a re-pushed platform).
+            changes.append(
+                f"{reference}: its linux/amd64 manifest moved from "
+                f"{old.platform_digest or 'none recorded'} to {image.platform_digest or 'none'} "
+                "(the index digest is unchanged)"
+            )
     return changes
