@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 from tfenv import __version__
 from tfenv.errors import TfenvError
 from tfenv.model.problems import format_problems
+from tfenv.reconcile import history
 
 
 def _fail(message: str) -> None:
@@ -348,3 +350,232 @@ def lab_down(name: str, directory: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class _RunByDefault(click.Group):
+    """``tfenv reconcile INVENTORY`` runs a check; ``history`` and ``merge`` are
+    subcommands. Usage errors exit 3 (bad input), never 2 (which means drift)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(3)
+
+
+@main.group(cls=_RunByDefault)
+def reconcile() -> None:
+    """Check a fleet against its declared state: tfenv reconcile INVENTORY [OPTIONS].
+
+    \b
+    Exit codes (like terraform plan -detailed-exitcode):
+      0  every targeted host was checked and matches its declared state
+      2  drift found, every targeted host checked
+      1  at least one host could not be checked (whatever else was found)
+      3  bad input (inventory, data or options); no host was contacted
+    """
+
+
+@reconcile.command("run")
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="HOST_OR_GROUP",
+    help="Only these hosts or groups (repeatable).",
+)
+@click.option(
+    "--apply",
+    "apply_",
+    is_flag=True,
+    help="Deploy tf_node where drift is safe to fix unattended; check again.",
+)
+@click.option(
+    "--batch",
+    default=None,
+    metavar="N|P%",
+    help="Hosts per --apply batch: N or P% (default 10%, at least 1).",
+)
+@click.option(
+    "--force-busy",
+    is_flag=True,
+    help="--apply also replaces containers in use (their users get a notice).",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where report.json, report.html, tfenv.prom go (default: state dir).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="History and reports (default: .tfenv/ by the inventory; TFENV_STATE_DIR).",
+)
+@click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    help="Only the hosts of shard K of N (a stable hash of the host name).",
+)
+@click.option(
+    "--deploy",
+    default="deploys/tf_node.py",
+    show_default=True,
+    help="The deploy whose dry run defines the declared state.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress and no summary (for timers).")
+def reconcile_run(
+    inventory: str,
+    limits: tuple[str, ...],
+    apply_: bool,
+    batch: str | None,
+    force_busy: bool,
+    report_dir: str | None,
+    state_dir: str | None,
+    shard: str | None,
+    deploy: str,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Check INVENTORY's hosts (one pyinfra --dry of the tf_node deploy), per field."""
+    from tfenv.model.inventory import validate_hosts
+    from tfenv.reconcile import check
+    from tfenv.reconcile.report import EXIT_BAD_INPUT
+    from tfenv.reconcile.run import Run, reconcile, record, render_all, summary, write_reports
+
+    def bad_input(message: str) -> None:
+        click.secho(f"{message}\nNo host was contacted (exit 3).", fg="red", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+    base = Path(os.getcwd())
+    try:
+        shard_k_n = check.parse_shard(shard) if shard else None
+        if not Path(deploy).is_file():
+            raise ValueError(f"--deploy {deploy}: no such file here ({base}); run from the "
+                             "directory you run pyinfra from")  # fmt: skip
+        inv = _load(inventory, base)
+        hosts = _limited(inv, limits)
+    except ValueError as exc:
+        bad_input(str(exc))
+    except SystemExit:  # _load and _limited said why
+        sys.exit(EXIT_BAD_INPUT)
+    specs, problems = validate_hosts(hosts, base)
+    if problems:
+        click.echo(format_problems(problems), err=True)
+        bad_input(f"{inventory}: {len(problems)} problem(s) in the declared data")
+    names = sorted(h.name for h in hosts)
+    if shard_k_n:
+        names = [n for n in names if check.shard_of(n, shard_k_n[1]) == shard_k_n[0]]
+    try:
+        per_batch = check.batch_size(batch, len(names))
+    except ValueError as exc:
+        bad_input(str(exc))
+    state = history.state_dir_for(Path(inventory), state_dir)
+    say = (lambda _: None) if quiet else (lambda text: click.echo(f"reconcile: {text}", err=True))
+    say(f"checking {len(names)} host(s){f' (shard {shard})' if shard else ''}")
+    report = reconcile(
+        Run(inventory, deploy, apply_, per_batch, force_busy, shard),
+        names,
+        say,
+        None if quiet else _progress_line(),
+    )
+    try:
+        report = record(state, report)
+    except TfenvError as exc:
+        click.secho(f"tfenv: history not recorded: {exc}", fg="red", err=True)
+    texts = render_all(report, _secret_values(specs.values(), base))
+    write_reports(Path(report_dir) if report_dir else state, texts)
+    if as_json:
+        click.echo(texts["report.json"], nl=False)
+    elif not quiet:
+        click.echo(summary(report))
+    sys.exit(report.exit_code)
+
+
+def _progress_line():  # type: ignore[no-untyped-def]
+    """A live line on a terminal; a line per change otherwise (logs, CI)."""
+    started = time.monotonic()
+    live = sys.stderr.isatty()
+
+    def show(done: int, total: int, drifted: int) -> None:
+        text = (f"reconcile: {done}/{total} host(s) checked, {drifted} with drift or "
+                f"unreachable, {time.monotonic() - started:.0f} s")  # fmt: skip
+        click.echo(f"\r{text}\033[K" if live else text, err=True, nl=not live)
+        if live and done == total:
+            click.echo(err=True)
+
+    return show
+
+
+def _secret_values(specs, base: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every declared secret's value the reports must never contain."""
+    from tfenv.model.secrets import SecretUnavailable, read_secret
+
+    values = []
+    for spec in specs:
+        for name, declared in spec.secrets.items():
+            try:
+                values.append(read_secret(name, declared, base).reveal())
+            except SecretUnavailable:
+                continue
+    return values
+
+
+@reconcile.command("history")
+@click.argument("host", required=False)
+@click.option(
+    "--inventory",
+    default="inventories/gpu.py",
+    show_default=True,
+    help="The inventory whose .tfenv/ holds the history.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory (default: .tfenv/ by the inventory; TFENV_STATE_DIR).",
+)
+def reconcile_history(host: str | None, inventory: str, state_dir: str | None) -> None:
+    """Drift per host and field: first seen, last seen, fixed at."""
+    state = history.state_dir_for(Path(inventory), state_dir, create=False)
+    try:
+        click.echo(history.format_history(history.host_history(state, host)))
+    except TfenvError as exc:
+        _fail(str(exc))
+
+
+@reconcile.command("merge")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Where the merged report.json, report.html and tfenv.prom go.",
+)
+def reconcile_merge(reports: tuple[str, ...], report_dir: str) -> None:
+    """Join shard reports (report.json files) into one JSON/HTML/prom; exit as the whole run."""
+    import json
+
+    from tfenv.reconcile.report import EXIT_BAD_INPUT, Report, merge
+    from tfenv.reconcile.run import render_all, write_reports
+
+    try:
+        loaded = [Report.from_json(json.loads(Path(p).read_text())) for p in reports]
+        merged = merge(loaded)
+    except (ValueError, KeyError, TypeError) as exc:
+        click.secho(f"tfenv reconcile merge: {exc}", fg="red", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    write_reports(Path(report_dir), render_all(merged))
+    hosts, code = len(merged.hosts), merged.exit_code
+    click.echo(f"merged {len(loaded)} report(s): {hosts} host(s), exit {code}")
+    sys.exit(merged.exit_code)

@@ -20,6 +20,7 @@ from pyinfra.api.state import BaseStateCallback
 from tfenv.model.inventory import validate_hosts
 from tfenv.model.load import warning_text
 from tfenv.model.problems import format_problems
+from tfenv.reconcile.collect import CollectConnectErrors, collecting
 
 
 class InvalidDeclaredData(PyinfraError):
@@ -117,5 +118,7 @@ def install(state) -> None:
         if "debug-inventory" not in sys.argv[1:]:
             validate_state(real)
         real.add_callback_handler(ReportLostHosts())
+        if collecting():  # tfenv reconcile's pyinfra --dry
+            real.add_callback_handler(CollectConnectErrors())
 
     real.init = init

@@ -12,6 +12,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tfenv.deploys.spec import registry_inputs
+from tfenv.drift import record
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.model.spec import Driver, NodeSpec
@@ -114,8 +115,19 @@ def _reboot_and_check(spec: NodeSpec, driver: Driver, current: CurrentState) -> 
     def reboot_due() -> bool:
         # Runs at execution time, after the package operations.
         reasons = reboot_reasons(current(), driver.version, driver.kernel_modules)
+        if reasons:
+            unattended = driver.reboot == "if-needed"
+            record(
+                "driver", "reboot", "no reboot pending", "; ".join(reasons),
+                action="apply" if unattended else "person",
+                command="" if unattended else (
+                    "reboot it in a maintenance window (its reboot policy is never), "
+                    "then run the tf_node deploy on it"
+                ),
+            )  # fmt: skip
         if reasons and driver.reboot == "if-needed":
-            logger.info(f"{host.name}: rebooting: {'; '.join(reasons)}")
+            if host.state.is_executing:
+                logger.info(f"{host.name}: rebooting: {'; '.join(reasons)}")
             return True
         return False
 

@@ -7,7 +7,7 @@ read one more per container at execution time.
 
 from __future__ import annotations
 
-from pyinfra import host, logger
+from pyinfra import host, logger, state
 from pyinfra.api import deploy
 
 from tfenv.containers.desired import desired_container, mounted_secrets
@@ -26,6 +26,8 @@ from tfenv.operations.tf_container import (
     pending_replacements,
     tf_container,
 )
+from tfenv.reconcile.collect import host_done
+from tfenv.reconcile.report import Item
 
 
 @deploy("TF node")
@@ -95,3 +97,20 @@ def tf_node_deploy(spec: NodeSpec) -> None:
             f"{host.name}: container {name} carries tfenv's label but is not declared; "
             f"tfenv leaves it alone (remove it with: docker rm -f {name})"
         )
+    host_done(state, host, _observations(spec, node, undeclared))
+
+
+def _observations(spec: NodeSpec, node, undeclared: list[str]) -> list[Item]:
+    """What no operation changes but a report shows: containers tfenv leaves alone, and
+    declared ones Docker reports unhealthy (a person looks at those)."""
+    items = [
+        Item("undeclared", name, "absent (not declared)", node.containers[name].status,
+             "person", f"docker rm -f {name}  (after saving what its user needs)")
+        for name in undeclared
+    ]  # fmt: skip
+    for name in sorted(spec.containers):
+        observed = node.containers.get(name)
+        if observed is not None and observed.health == "unhealthy":
+            items.append(Item("containers", f"{name}.health", "healthy", "unhealthy", "person",
+                              f"docker logs --tail 50 {name}"))  # fmt: skip
+    return items

@@ -16,6 +16,7 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
+from tfenv.drift import record
 from tfenv.facts.gpu import KEYRING_DIRS, KEYRING_WORDS, GpuHostState, gpu_host
 from tfenv.operations.config_file import write_file
 from tfenv.operations.failure import fail_host
@@ -137,6 +138,7 @@ def signed_repository(
     if not present:
         for path in (list_file, keyring):
             if path in state.apt_sources or path in state.keyrings:
+                record("apt", path, "absent", "present")
                 yield StringCommand("rm", "-f", QuoteString(path))
                 changed = True
         if changed:
@@ -151,6 +153,7 @@ def signed_repository(
         if not keyring.endswith(".asc"):
             raise OperationError(f"key {key} is a URL: name the keyring .asc (an armored key)")
         if keyring not in state.keyrings:
+            record("apt", f"keyring {keyring}", key, "absent")
             # Into a temporary file first: a failed download leaves no half key behind.
             partial = QuoteString(f"{keyring}.partial")
             yield StringCommand(
@@ -169,11 +172,15 @@ def signed_repository(
                 "(apt reads the format from the extension)"
             )
         if state.keyrings.get(keyring) != hashlib.sha256(data).hexdigest():
+            found = "another key" if keyring in state.keyrings else "absent"
+            record("apt", f"keyring {keyring}", key, found)
             yield from write_file(keyring, data)
             changed = True
 
     wanted = repository_line(url, keyring, suite, tuple(components))
     if state.apt_sources.get(list_file) != wanted:
+        found = "other entries" if list_file in state.apt_sources else "absent"
+        record("apt", list_file, wanted.strip(), found)
         yield from write_file(list_file, wanted)
         changed = True
 
@@ -190,6 +197,7 @@ def signed_repository(
                 f"that entry by hand (apt would see two Signed-By values), then run again"
             )
             return
+        record("apt", path, "absent", f"also lists {hits[0].strip()}")
         yield StringCommand("rm", "-f", QuoteString(path))
         changed = True
 

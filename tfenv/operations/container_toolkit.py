@@ -8,9 +8,12 @@ runtime yet (dockerd finds the toolkit's hook only at startup).
 
 from __future__ import annotations
 
+import json
+
 from pyinfra import host
 from pyinfra.api import operation
 
+from tfenv.drift import record
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.operations.apt_repository import keyring_for, signed_repository
 from tfenv.operations.failure import fail_host
@@ -81,8 +84,16 @@ def container_toolkit(
         packages={name: f"{version}-1" for name in PACKAGES},
         preferences_file="/etc/apt/preferences.d/tfenv-nvidia-container-toolkit",
         observed=state,
+        area="toolkit",
     )
-    configured = (state.daemon_json or {}).get("runtimes", {}).get("nvidia") == RUNTIME
+    current = (state.daemon_json or {}).get("runtimes", {}).get("nvidia")
+    configured = current == RUNTIME
+    if not configured:
+        shown = "absent" if current is None else json.dumps(current, sort_keys=True)
+        record("daemon-json", "runtimes.nvidia", json.dumps(RUNTIME, sort_keys=True), shown)
+    elif "nvidia" not in (state.docker_runtimes or []):
+        running = ", ".join(state.docker_runtimes or []) or state.docker_error or "none"
+        record("toolkit", "docker runtimes", "nvidia", running)
     if not configured:
         yield "nvidia-ctk runtime configure --runtime=docker"
     if not configured or "nvidia" not in (state.docker_runtimes or []):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import OperationError, operation
 
+from tfenv.drift import record
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.operations.apt_repository import keyring_for, signed_repository
 from tfenv.operations.failure import fail_host
@@ -80,9 +81,13 @@ def docker_engine(
             observed=state,
         )
     yield from pinned_packages._inner(
-        packages=packages, preferences_file="/etc/apt/preferences.d/tfenv-docker", observed=state
+        packages=packages,
+        preferences_file="/etc/apt/preferences.d/tfenv-docker",
+        observed=state,
+        area="docker",
     )
     if state.docker_runtimes is None:  # not answering: just installed, or stopped
+        record("docker", "running", "running", state.docker_error or "not answering")
         yield "systemctl enable --now docker"
     else:
         host.noop(f"Docker engine {version} ({source}) installed, pinned and running")

@@ -6,6 +6,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from tfenv.containers.docker_up import wait_for_docker
+from tfenv.drift import record
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.images.reference import DIGEST_RE
 from tfenv.operations.registry_login import DOCKER_CONFIG_DIR
@@ -63,4 +64,5 @@ def pinned_image(image: str, observed: TfNodeState | None = None):
     if state.has_image(image):
         host.noop(f"{image} is present")
         return
+    record("images", image, "present", "absent")
     yield pull_command(image)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
+from tfenv.drift import record
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.layout import UNIT_MARKER
@@ -53,6 +54,12 @@ def unit_text(name: str, server: str, export: str, mount_point: str, options: Se
         "[Install]\n"
         "WantedBy=remote-fs.target\n"
     )
+
+
+def _options(text: str) -> str:
+    """The mount unit's What/Where/Options lines, for a drift report."""
+    keys = ("What=", "Where=", "Options=")
+    return "; ".join(line for line in text.splitlines() if line.startswith(keys)) or "(none)"
 
 
 def _mount(server: str, export: str, mount_point: str) -> StringCommand:
@@ -111,18 +118,26 @@ def nfs_mount(
     unit = f"{UNIT_DIR}/{unit_name(mount_point)}"
     text = unit_text(mount_name, server, export, mount_point, options)
     if not packages.installed("nfs-common"):
+        record("nfs", "nfs-common", "installed", "absent")
         yield StringCommand(
             "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "nfs-common"
         )
     current = state.units.get(unit)
     source = state.mounted.get(mount_point, ("", ""))[0]
     if current is None or current.text != text:
+        if current is None:
+            record("nfs", f"{unit_name(mount_point)}.unit", "present", "absent")
+        else:
+            declared, found = _options(text), _options(current.text)
+            record("nfs", f"{unit_name(mount_point)}.options", declared, found)
         yield StringCommand("install", "-d", "-m", "0755", QuoteString(mount_point))
         yield from write_file(unit, text)
         yield StringCommand("systemctl", "daemon-reload")
         yield StringCommand("systemctl", "enable", QuoteString(unit_name(mount_point)))
         yield _mount(server, export, mount_point)
     elif current.active != "active" or source != f"{server}:{export}":
+        mounted = f"{source} ({current.active})" if source else f"not mounted ({current.active})"
+        record("nfs", f"{mount_point}.mounted", f"{server}:{export}", mounted)
         yield StringCommand("systemctl", "reset-failed", QuoteString(unit_name(mount_point)))
         yield _mount(server, export, mount_point)
     else:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
+from tfenv.drift import record
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.operations.apt_repository import keyring_for, signed_repository
 from tfenv.operations.config_file import write_file
@@ -146,14 +147,17 @@ def nvidia_driver(
     )
     changed = False
     if not state.nouveau_blacklisted:
+        record("driver", "nouveau", "blacklisted", "not blacklisted")
         yield from write_file(NOUVEAU_FILE, NOUVEAU)
         yield "if command -v update-initramfs >/dev/null; then update-initramfs -u; fi"
         changed = True
     if state.apt_config.get(UNATTENDED_FILE) != UNATTENDED:
+        record("driver", "unattended-upgrades", "driver blacklisted", "not blacklisted")
         yield from write_file(UNATTENDED_FILE, UNATTENDED)
         changed = True
     headers = f"linux-headers-{state.kernel}"
     if state.kernel and not state.installed(headers):
+        record("driver", f"{headers}.version", "installed", "absent")
         # DKMS builds the module for the running kernel: without its headers, no module.
         yield "apt-get update -q"
         yield StringCommand(APT_INSTALL, QuoteString(headers))
@@ -163,9 +167,11 @@ def nvidia_driver(
         packages=packages,
         preferences_file="/etc/apt/preferences.d/tfenv-nvidia-driver",
         observed=state,
+        area="driver",
     )
     persistence_off = state.driver_state == "ok" and any(not g.persistence for g in state.gpus)
     if persistence_mode and persistence_off:
+        record("driver", "persistence mode", "on", "off")
         yield "systemctl enable --now nvidia-persistenced"
         changed = True
     if not changed and all(state.installed(p) == v for p, v in packages.items()):

@@ -14,6 +14,7 @@ import fnmatch
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
+from tfenv.drift import record
 from tfenv.facts.gpu import PACKAGE_PATTERNS, GpuHostState, gpu_host
 from tfenv.operations.config_file import write_file
 
@@ -48,6 +49,7 @@ def pinned_packages(
     preferences_file: str,
     hold: bool = True,
     observed: GpuHostState | None = None,
+    area: str = "other",
 ):
     """
     Install packages at exact versions, pin them there and hold them.
@@ -57,6 +59,7 @@ def pinned_packages(
     + preferences_file: the apt pin file, /etc/apt/preferences.d/tfenv-NAME
     + hold: also ``apt-mark hold`` them
     + observed: the host's :class:`~tfenv.facts.gpu.GpuHostState`, if already read
+    + area: the report area its drift belongs to (``driver``, ``docker``, ``toolkit``)
 
     **Example:**
 
@@ -85,6 +88,8 @@ def pinned_packages(
     wanted_pins = preferences(packages)
     changed = False
     if state.apt_config.get(preferences_file) != wanted_pins:
+        pins = "absent" if preferences_file not in state.apt_config else "other pins"
+        record(area, f"pin {preferences_file}", "exact versions", pins)
         # The pin goes first: it also decides what the install below may pick.
         yield from write_file(preferences_file, wanted_pins)
         changed = True
@@ -92,6 +97,8 @@ def pinned_packages(
     differ = sorted(
         name for name, version in packages.items() if not matches(state.installed(name), version)
     )
+    for name in differ:
+        record(area, f"{name}.version", packages[name], state.installed(name) or "absent")
     if differ:
         specs = [QuoteString(f"{name}={packages[name]}") for name in differ]
         # Fresh hosts (and cloud images) often have no package lists, old hosts stale
@@ -101,6 +108,8 @@ def pinned_packages(
         changed = True
 
     unheld = sorted(set(packages) - set(state.holds)) if hold else []
+    for name in unheld:
+        record(area, f"{name}.hold", "held", "not held")
     if hold and (unheld or differ):
         yield StringCommand("apt-mark", "hold", *[QuoteString(n) for n in sorted(packages)])
         changed = True

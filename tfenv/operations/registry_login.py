@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
+from tfenv.drift import record
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.layout import DOCKER_CONFIG_DIR
 from tfenv.model.secrets import SecretValue
@@ -77,15 +78,19 @@ def registry_logins(
         config = docker_config(logins)
         why = sealed_file_difference(DOCKER_CONFIG, config, "0600", 0, 0, state.sealed)
         if why:
+            record("registry", DOCKER_CONFIG, "written as declared", why)
             yield from write_sealed_file(DOCKER_CONFIG, config, "0600", 0, 0)
         else:
             host.noop(f"logins for {', '.join(sorted(logins))} are in place")
     elif DOCKER_CONFIG in state.sealed:
+        record("registry", DOCKER_CONFIG, "absent (no login declared)", "present")
         yield from remove_sealed_file(DOCKER_CONFIG)
     for registry, pem in sorted((ca_certificates or {}).items()):
         path = f"{CERTS_DIR}/{registry}/ca.crt"
         if state.certs.get(path) == hashlib.sha256(pem.encode()).hexdigest():
             host.noop(f"{path} is up to date")
             continue
+        found = "another CA" if path in state.certs else "absent"
+        record("registry", path, "the declared CA certificate", found)
         yield StringCommand("install", "-d", "-m", "0755", QuoteString(f"{CERTS_DIR}/{registry}"))
         yield from write_file(path, pem)

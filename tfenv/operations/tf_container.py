@@ -26,6 +26,7 @@ from tfenv.containers.desired import DesiredContainer, account_files, authorized
 from tfenv.containers.docker_up import wait_for_docker
 from tfenv.containers.drift import Drift, drift
 from tfenv.containers.options import run_arguments
+from tfenv.drift import record
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.layout import PREVIOUS_SUFFIX, secret_path
 from tfenv.model.secrets import SecretValue
@@ -223,11 +224,14 @@ def tf_container(
             yield StringCommand("docker", "rename", QuoteString(previous.name),
                                 QuoteString(desired.name))  # fmt: skip
             current = dataclasses.replace(previous, name=desired.name)
+            record("containers", f"{desired.name}.replacement", "complete", "interrupted")
         else:
             _say(desired.name, f"removing {previous.name}, left by an interrupted replacement")
+            record("containers", f"{previous.name}.exists", "absent", "left by a replacement")
             yield StringCommand("docker", "rm", "-f", QuoteString(previous.name), ">/dev/null")
     pull = [] if state.has_image(desired.image) else [pull_command(desired.image)]
     if current is None:
+        record("containers", f"{desired.name}.exists", "running", "absent")
         yield from _prepare(desired)
         yield from pull
         yield _locked(desired, StringCommand("docker", "run", "-d", *run_arguments(desired),
@@ -238,13 +242,24 @@ def tf_container(
         if current.running:
             host.noop(f"{desired.name} runs as declared")
         else:
+            record("containers", f"{desired.name}.running", "running", current.status)
             yield from _prepare(desired)  # its home and exports, as for a new one
             yield _locked(desired, StringCommand("docker", "start", QuoteString(desired.name),
                                                  ">/dev/null"))  # fmt: skip
         return
     policy = "now" if force_busy else desired.replace.policy
     reasons = in_use(current, desired.replace.idle_minutes)
-    if reasons and policy == "when-idle":
+    busy = bool(reasons) and policy == "when-idle"
+    for difference in differences:
+        record(
+            "containers",
+            f"{desired.name}.{difference.field}",
+            difference.declared,
+            difference.observed,
+            action="person" if busy else "apply",
+            command=f"once idle, or now: {OVERRIDE}" if busy else "",
+        )
+    if busy:
         PENDING.setdefault(host.name, {})[desired.name] = reasons
         _say(desired.name, (
             f"NOT replaced, it is in use: {'; '.join(reasons)}. Its replacement is pending "
@@ -323,16 +338,20 @@ def container_files(
     for path, value in sorted(wanted.items()):
         why = sealed_file_difference(path, value, "0400", desired.uid, desired.gid, state.sealed)
         if why:
+            record("secrets", path, "written as declared (mode 0400)", why)
             commands += write_sealed_file(path, value, "0400", desired.uid, desired.gid)
     prefix = secret_path(desired.name, "")
     for path in sorted(state.sealed):
         if path.startswith(prefix) and path not in wanted:
+            record("secrets", path, "absent (no longer declared)", "present")
             commands += remove_sealed_file(path)
     public = {authorized_keys_path(desired.name): authorized_keys.encode()}
     for name, content in account_files(desired).items():
         public[layout.container_file(desired.name, name)] = content
     for path, content in public.items():
-        if sealed_file_difference(path, content, "0644", 0, 0, state.sealed):
+        why = sealed_file_difference(path, content, "0644", 0, 0, state.sealed)
+        if why:
+            record("secrets", path, "written as declared (mode 0644)", why)
             commands += write_sealed_file(path, content, "0644", 0, 0, directory_mode="0755")
     if not commands:
         host.noop(

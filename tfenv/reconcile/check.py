@@ -1,0 +1,179 @@
+"""Check hosts against their declared state with one ``pyinfra --dry`` of tf_node,
+and apply the tf_node deploy to the ones with drift, in batches.
+
+The check is exactly a dry run: the same facts (one GpuHost and one TfNode
+read per host), the same operations deciding. :mod:`tfenv.reconcile.collect`
+makes the run write each host's drift items to a JSON-lines file, which this
+module reads as hosts finish (the progress line) and at the end. A host with
+no line was not checked; its reason comes from pyinfra's own output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfenv.reconcile.collect import OUT_ENV
+from tfenv.reconcile.report import HostResult, Item
+
+Progress = Callable[[int, int, int], None]  # (hosts done, hosts targeted, hosts with drift)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def shard_of(host: str, shards: int) -> int:
+    """The shard (1..shards) of ``host``: a stable hash of its name, the same on every
+    machine and Python run (not ``hash()``, which is salted per process)."""
+    return int(hashlib.sha256(host.encode()).hexdigest()[:8], 16) % shards + 1
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"([1-9][0-9]*)/([1-9][0-9]*)", text, re.ASCII)
+    if not match or int(match.group(1)) > int(match.group(2)):
+        raise ValueError(f"--shard {text!r}: expected K/N with 1 <= K <= N, such as 2/3")
+    return int(match.group(1)), int(match.group(2))
+
+
+def batch_size(text: str | None, targeted: int) -> int:
+    """``--batch``: a number of hosts, or a share such as ``25%``; default 10%, at least 1."""
+    text = text or "10%"
+    match = re.fullmatch(r"([1-9][0-9]*)(%?)", text, re.ASCII)
+    if not match or (match.group(2) and int(match.group(1)) > 100):
+        raise ValueError(f"--batch {text!r}: expected a number of hosts or a share such as 10%")
+    if match.group(2):
+        return max(1, math.ceil(targeted * int(match.group(1)) / 100))
+    return int(match.group(1))
+
+
+@dataclass
+class PyinfraRun:
+    rc: int
+    output: str  # pyinfra's stdout and stderr, colours stripped
+    lines: list[dict]  # what the collector wrote, in order
+
+
+def run_pyinfra(
+    inventory: str,
+    deploy: str,
+    hosts: Sequence[str],
+    *,
+    dry: bool,
+    data: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> PyinfraRun:
+    """One pyinfra run of ``deploy`` limited to ``hosts``: ``--dry`` (change detection
+    on, nothing executed) or ``-y`` (apply)."""
+    mode = ["--dry"] if dry else ["-y"]
+    limits = [arg for host in hosts for arg in ("--limit", host)]
+    extra = [arg for item in data for arg in ("--data", item)]
+    with tempfile.TemporaryDirectory(prefix="tfenv-reconcile-") as tmp:
+        out, log = Path(tmp, "hosts.jsonl"), Path(tmp, "pyinfra.log")
+        out.touch()
+        env = {**os.environ, OUT_ENV: str(out), "PYTHONUNBUFFERED": "1"} if dry else None
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pyinfra", *mode, inventory, deploy, *limits, *extra],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+            seen = -1
+            while process.poll() is None:
+                time.sleep(0.25)
+                if progress:
+                    seen = _report_progress(out, len(hosts), seen, progress)
+        lines = _read_lines(out)
+        if progress:
+            _report_progress(out, len(hosts), seen, progress)
+        output = ANSI.sub("", log.read_text(errors="replace"))
+    return PyinfraRun(process.returncode, output, lines)
+
+
+def _read_lines(path: Path) -> list[dict]:
+    lines = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue  # a line still being written: read at the end
+    return lines
+
+
+def _report_progress(out: Path, total: int, seen: int, progress: Progress) -> int:
+    lines = _read_lines(out)
+    if len(lines) != seen:
+        drifted = sum(1 for line in lines if line.get("items") or line.get("error"))
+        progress(len({line["host"] for line in lines}), total, drifted)
+    return len(lines)
+
+
+def host_error(output: str, host: str, rc: int) -> str:
+    """Why pyinfra did not finish checking ``host``, from its own output."""
+    tag = f"[{host}]"
+    mine = [line.split(tag, 1)[1].strip() for line in output.splitlines() if tag in line]
+    for words in ("Error", "error", "Could not", "refused", "timed out", "No route"):
+        hits = [line for line in mine if words in line]
+        if hits:
+            return hits[-1][:500]
+    if mine:
+        return mine[-1][:500]
+    return f"pyinfra ended (exit {rc}) before it finished checking this host"
+
+
+def check_hosts(
+    inventory: str, deploy: str, hosts: Sequence[str], progress: Progress | None = None
+) -> tuple[dict[str, HostResult], str]:
+    """Each host's result from one ``pyinfra --dry``, and pyinfra's output."""
+    run = run_pyinfra(inventory, deploy, hosts, dry=True, progress=progress)
+    results: dict[str, HostResult] = {}
+    for line in run.lines:
+        name = line.get("host")
+        if name not in hosts:
+            continue
+        if "error" in line:
+            results[name] = HostResult(name, checked=False, error=line["error"])
+        else:
+            items = [Item(**item) for item in line.get("items", [])]
+            results[name] = HostResult(name, checked=True, items=items)
+    for name in hosts:
+        if name not in results:
+            error = host_error(run.output, name, run.rc)
+            results[name] = HostResult(name, checked=False, error=error)
+    return results, run.output
+
+
+def apply_hosts(
+    inventory: str,
+    deploy: str,
+    hosts: Sequence[str],
+    batch: int,
+    force_busy: bool = False,
+    say: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[str, str], str]:
+    """Run the deploy on ``hosts``, ``batch`` at a time: host -> "applied" or
+    "failed: REASON", and pyinfra's output of every batch."""
+    outcome: dict[str, str] = {}
+    outputs = []
+    data = ["force_busy=true"] if force_busy else []
+    batches = [list(hosts[i : i + batch]) for i in range(0, len(hosts), batch)]
+    for number, group in enumerate(batches, 1):
+        say(f"applying batch {number}/{len(batches)}: {', '.join(group)}")
+        started = time.monotonic()
+        run = run_pyinfra(inventory, deploy, group, dry=False, data=data)
+        outputs.append(run.output)
+        for name in group:
+            failed = f"[{name}] Error" in run.output or f"[{name}] Could not" in run.output
+            outcome[name] = (
+                f"failed: {host_error(run.output, name, run.rc)}" if failed else "applied"
+            )
+        done = sum(1 for name in group if outcome[name] == "applied")
+        say(f"batch {number}/{len(batches)}: {done}/{len(group)} applied "
+            f"in {time.monotonic() - started:.0f} s")  # fmt: skip
+    return outcome, "\n".join(outputs)

@@ -1,0 +1,127 @@
+"""One reconcile run: check, optionally apply and check again, record, report.
+
+The CLI (``tfenv reconcile``) validates the inventory and picks the hosts;
+everything after that is here, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfenv.reconcile import history
+from tfenv.reconcile.check import Progress, apply_hosts, check_hosts
+from tfenv.reconcile.files import write_atomic
+from tfenv.reconcile.html import render_html
+from tfenv.reconcile.prom import render_prom
+from tfenv.reconcile.report import Report, now_iso
+
+REPORT_FILES = ("report.json", "report.html", "tfenv.prom")
+REDACTED = "(redacted)"
+
+
+@dataclass
+class Run:
+    inventory: str
+    deploy: str = "deploys/tf_node.py"
+    apply: bool = False
+    batch: int = 1
+    force_busy: bool = False
+    shard: str | None = None
+
+
+def reconcile(
+    run: Run,
+    hosts: list[str],
+    say: Callable[[str], None] = lambda _: None,
+    progress: Progress | None = None,
+) -> Report:
+    """Check ``hosts``; with ``run.apply``, apply the deploy to those with drift a
+    deploy can fix, check them again, and report the final state."""
+    started, clock = now_iso(), time.monotonic()
+    results, _ = check_hosts(run.inventory, run.deploy, hosts, progress)
+    if run.apply:
+        fixable = [
+            name
+            for name, result in sorted(results.items())
+            if any(item.action == "apply" for item in result.items)
+        ]
+        if fixable:
+            outcome, _ = apply_hosts(
+                run.inventory, run.deploy, fixable, run.batch, run.force_busy, say
+            )
+            say(f"checking the {len(fixable)} applied host(s) again")
+            again, _ = check_hosts(run.inventory, run.deploy, fixable, progress)
+            for name in fixable:
+                results[name] = again[name]
+                results[name].applied = outcome[name]
+        else:
+            say("nothing to apply: no host has drift a deploy fixes unattended")
+    return Report(
+        inventory=run.inventory,
+        started=started,
+        finished=now_iso(),
+        duration_s=time.monotonic() - clock,
+        shard=run.shard,
+        apply=run.apply,
+        hosts=results,
+    )
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every declared secret value replaced (defence in depth: reports
+    are built from field names and descriptions, never values)."""
+    for value in sorted(set(secrets), key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def render_all(report: Report, secrets: Iterable[str] = ()) -> dict[str, str]:
+    """File name -> text of the three reports."""
+    values = list(secrets)
+    return {
+        "report.json": redact(json.dumps(report.to_json(), indent=1) + "\n", values),
+        "report.html": redact(render_html(report), values),
+        "tfenv.prom": redact(render_prom(report), values),
+    }
+
+
+def write_reports(directory: Path, texts: dict[str, str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        write_atomic(directory / name, text)
+
+
+def record(state_dir: Path, report: Report) -> Report:
+    """Append the run to the history; the report with each item's first-seen time."""
+    return history.record_run(state_dir, report)
+
+
+def summary(report: Report) -> str:
+    """Lines for a person: each host that is not clean, its items, then the totals."""
+    lines = []
+    for name, host in sorted(report.hosts.items()):
+        if not host.checked:
+            lines.append(f"{name}: NOT CHECKED: {host.error}")
+            continue
+        applied = f" ({host.applied})" if host.applied else ""
+        lines.append(f"{name}: {host.status}{applied}")
+        for item in host.items:
+            since = f" since {item.first_seen}" if item.first_seen else ""
+            lines.append(
+                f"    {item.area} {item.field}: declared {item.declared}, "
+                f"observed {item.observed}{since}"
+            )
+            if item.action == "person":
+                lines.append(f"      needs a person: {item.command}")
+    totals = report.totals
+    lines.append(
+        f"{totals['hosts']} host(s): {totals['clean']} clean, {totals['drift']} with drift, "
+        f"{totals['needs_a_person']} needing a person, {totals['unreachable']} not checked; "
+        f"{totals['items']} drift item(s); exit {report.exit_code}"
+    )
+    return "\n".join(lines)
