@@ -15,10 +15,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from lab_fixtures import REPO, ok_on_host, pyinfra_on_lab
+from lab_fixtures import REPO, ok_on_host, on_host, pyinfra_on_lab
 
 from tfenv.lab.fleet import Lab
 
@@ -90,6 +91,30 @@ def test_three_clean_runs_each_exit_0(fleet, test_lab: Lab) -> None:
         assert report["totals"]["items"] == 0
         assert report["totals"]["checked"] == COUNT
     assert "3/3 host(s) checked" in stderr  # the progress line
+
+
+def _execs_during(state, action) -> list[str]:
+    """Container execs and starts Docker logged on lab-8 while ``action`` ran."""
+    since = ok_on_host(state, DRIFTED, "date +%s.%N", timeout=60).strip()
+    action()
+    until = ok_on_host(state, DRIFTED, "date +%s.%N", timeout=60).strip()
+    events = ok_on_host(state, DRIFTED, (
+        f"sudo docker events --since {since} --until {until} --filter type=container "
+        "--filter event=exec_create --filter event=start --format '{{.Action}}'"
+    ), timeout=60)  # fmt: skip
+    return events.split()
+
+
+def test_only_deep_execs_in_containers_and_its_probe_passes(fleet, test_lab: Lab) -> None:
+    state, tmp, _ = fleet
+    results = {}
+    quiet = _execs_during(state, lambda: results.update(plain=reconcile(test_lab, state, tmp)))
+    deep = _execs_during(state, lambda: results.update(deep=reconcile(test_lab, state, tmp,
+                                                                      "--deep")))  # fmt: skip
+    assert results["plain"][0] == 0 and results["deep"][0] == 0, results
+    assert quiet == [], quiet  # nothing started or exec'd without --deep
+    assert any(action.startswith("exec_create") for action in deep), deep
+    assert results["deep"][1]["deep"] is True
 
 
 # (id, injection run as root on lab-8, expected area, field fragment, apply fixes it)
@@ -272,3 +297,108 @@ def test_a_bad_inventory_exits_3_and_connects_to_nothing(tmp_path: Path) -> None
     assert "bad-1" in result.stderr and "nvidia_driver" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert accepted == []
+
+
+def test_a_second_run_on_the_same_state_dir_waits_for_none_and_exits_1(
+    fleet, test_lab: Lab
+) -> None:
+    state, tmp, _ = fleet
+    lock = tmp / "state" / "reconcile.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        time.sleep(0.5)
+        code, report, stderr = reconcile(test_lab, state, tmp)
+    finally:
+        holder.kill()
+    assert code == 1 and report == {}, stderr
+    assert "another tfenv reconcile" in stderr and "checked nothing" in stderr
+
+
+CONTROL_INVENTORY = """\
+control = [("self", {
+    "ssh_hostname": "127.0.0.1", "ssh_port": 22, "ssh_user": "tfenv",
+    "ssh_key": "/var/lib/tfenv-reconcile/.ssh/id_ed25519",
+    "ssh_known_hosts_file": "/var/lib/tfenv-reconcile/.ssh/known_hosts",
+    "ssh_strict_host_key_checking": "yes", "_sudo": True,
+})]
+"""
+TFENV_WRAPPER = """\
+#!/bin/sh
+# tfenv on the lab's control node: this machine's packages, the host's python3.11.
+export PYTHONPATH=/opt/tfenv/src:/opt/tfenv/site
+exec /usr/bin/python3 -c 'from tfenv.cli import main; main()' "$@"
+"""
+
+
+def _install_tfenv_on(machine: str) -> None:
+    """Copy tfenv and its Python packages into a lab host (it has no network)."""
+    site = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    skip = ["--exclude=selenium*", "--exclude=ruff*", "--exclude=hypothesis*",
+            "--exclude=mutmut*", "--exclude=__pycache__", "--exclude=*.pth"]  # fmt: skip
+    subprocess.run(["docker", "exec", machine, "mkdir", "-p", "/opt/tfenv/site", "/opt/tfenv/src",
+                    "/opt/tfenv/bin", "/opt/fleet/inventories", "/opt/fleet/deploys"],
+                   check=True)  # fmt: skip
+    for source, target in ((site / "site-packages", "/opt/tfenv/site"), (REPO, "/opt/tfenv/src")):
+        parts = ["."] if target.endswith("site") else ["tfenv"]
+        pack = subprocess.Popen(["tar", "-C", str(source), *skip, "-cf", "-", *parts],
+                                stdout=subprocess.PIPE)  # fmt: skip
+        subprocess.run(["docker", "exec", "-i", machine, "tar", "-xf", "-", "-C", target],
+                       stdin=pack.stdout, check=True)  # fmt: skip
+        assert pack.wait() == 0
+    files = {
+        "/opt/tfenv/bin/tfenv": TFENV_WRAPPER,
+        "/opt/fleet/config.py": (REPO / "config.py").read_text(),
+        "/opt/fleet/deploys/tf_node.py": (REPO / "deploys" / "tf_node.py").read_text(),
+        "/opt/fleet/inventories/control.py": CONTROL_INVENTORY,
+    }
+    for path, text in files.items():
+        subprocess.run(["docker", "exec", "-i", machine, "sh", "-c", f"cat > {path}"],
+                       input=text, text=True, check=True)  # fmt: skip
+    subprocess.run(["docker", "exec", machine, "chmod", "0755", "/opt/tfenv/bin/tfenv"], check=True)
+
+
+def test_the_nightly_timer_runs_reconcile_as_a_non_root_user(fleet, test_lab: Lab) -> None:
+    """lab-7 as the control node: the timer deploy, then its service run by hand."""
+    state, _, _ = fleet
+    control = state.hosts[FIRST]
+    _install_tfenv_on(control.container)
+    data = {"inventory": "inventories/control.py", "workdir": "/opt/fleet",
+            "schedule": "*-*-* 02:30:00", "randomized_delay": "10min",
+            "report_dir": "/var/lib/tfenv-reconcile/reports"}  # fmt: skip
+    os.environ["TFENV_TEST_TIMER"] = json.dumps(data)
+    try:
+        first = pyinfra_on_lab(test_lab, "--limit", control.name,
+                               "tests/lab_deploys/reconcile_timer_with.py")  # fmt: skip
+        again = pyinfra_on_lab(test_lab, "--limit", control.name,
+                               "tests/lab_deploys/reconcile_timer_with.py")  # fmt: skip
+    finally:
+        os.environ.pop("TFENV_TEST_TIMER", None)
+    assert "Success" in first
+    assert f"[{control.name}] Success" not in again and "No changes" in again, again
+    # The service user reaches the host it checks with its own key (as on a real node).
+    ok_on_host(state, FIRST, (
+        "sudo -u tfenv-reconcile sh -c 'mkdir -p -m 0700 ~/.ssh && "
+        "ssh-keygen -q -t ed25519 -N \"\" -f ~/.ssh/id_ed25519 && "
+        "echo \"127.0.0.1 $(cut -d\" \" -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)\" "
+        "> ~/.ssh/known_hosts' && "
+        "sudo cat /var/lib/tfenv-reconcile/.ssh/id_ed25519.pub >> ~/.ssh/authorized_keys"
+    ), timeout=60)  # fmt: skip
+    timers = ok_on_host(state, FIRST, "systemctl list-timers --all tfenv-reconcile.timer",
+                        timeout=60)  # fmt: skip
+    assert "tfenv-reconcile.timer" in timers and "tfenv-reconcile.service" in timers, timers
+    run = on_host(state, FIRST, "sudo systemctl start tfenv-reconcile.service", timeout=600)
+    shown = ok_on_host(state, FIRST, (
+        "systemctl show -p Result -p ExecMainStatus tfenv-reconcile.service; "
+        "sudo journalctl -u tfenv-reconcile.service --no-pager -n 30; "
+        "sudo ls -ln /var/lib/tfenv-reconcile/reports; "
+        "sudo cat /var/lib/tfenv-reconcile/reports/report.json"
+    ), timeout=60)  # fmt: skip
+    assert run.returncode == 0, shown + run.stderr
+    assert "Result=success" in shown, shown
+    user_id = ok_on_host(state, FIRST, "id -u tfenv-reconcile", timeout=60).strip()
+    listing = [line.split() for line in shown.splitlines() if line.endswith((".json", ".html",
+                                                                            ".prom"))]  # fmt: skip
+    assert sorted(line[-1] for line in listing) == ["report.html", "report.json", "tfenv.prom"]
+    assert all(line[2] == user_id for line in listing), listing  # written as the service user
+    report = json.loads(shown[shown.index("{") :])
+    assert report["hosts"]["self"]["checked"] is True, report

@@ -432,6 +432,9 @@ def reconcile() -> None:
     show_default=True,
     help="The deploy whose dry run defines the declared state.",
 )
+@click.option(
+    "--deep", is_flag=True, help="Also run each container's health probe (a TF op inside it)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress and no summary (for timers).")
 def reconcile_run(
@@ -444,6 +447,7 @@ def reconcile_run(
     state_dir: str | None,
     shard: str | None,
     deploy: str,
+    deep: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -451,7 +455,15 @@ def reconcile_run(
     from tfenv.model.inventory import validate_hosts
     from tfenv.reconcile import check
     from tfenv.reconcile.report import EXIT_BAD_INPUT
-    from tfenv.reconcile.run import Run, reconcile, record, render_all, summary, write_reports
+    from tfenv.reconcile.run import (
+        LOG_NAME,
+        Run,
+        reconcile,
+        record,
+        render_all,
+        summary,
+        write_reports,
+    )
 
     def bad_input(message: str) -> None:
         click.secho(f"{message}\nNo host was contacted (exit 3).", fg="red", err=True)
@@ -482,9 +494,10 @@ def reconcile_run(
         bad_input(str(exc))
     state = history.state_dir_for(Path(inventory), state_dir)
     say = (lambda _: None) if quiet else (lambda text: click.echo(f"reconcile: {text}", err=True))
+    lock = _one_run_at_a_time(state, shard)
     say(f"checking {len(names)} host(s){f' (shard {shard})' if shard else ''}")
     report = reconcile(
-        Run(inventory, deploy, apply_, per_batch, force_busy, shard),
+        Run(inventory, deploy, apply_, per_batch, force_busy, shard, deep, state / LOG_NAME),
         names,
         say,
         None if quiet else _progress_line(),
@@ -499,7 +512,30 @@ def reconcile_run(
         click.echo(texts["report.json"], nl=False)
     elif not quiet:
         click.echo(summary(report))
+    lock.close()
     sys.exit(report.exit_code)
+
+
+def _one_run_at_a_time(state: Path, shard: str | None):  # type: ignore[no-untyped-def]
+    """An exclusive lock per state directory and shard, held for the whole run: a
+    timer's run and a person's never overlap (shards of one run may)."""
+    import fcntl
+
+    name = f"reconcile-shard-{shard.replace('/', '-of-')}.lock" if shard else "reconcile.lock"
+    handle = open(state / name, "a+")  # noqa: SIM115  # held until the run ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        _fail(
+            f"another tfenv reconcile ({holder}) is running on {state}; this run checked "
+            "nothing (exit 1). Wait for it, or pass another --state-dir."
+        )
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _progress_line():  # type: ignore[no-untyped-def]

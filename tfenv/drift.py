@@ -13,6 +13,8 @@ Records name fields and describe values; never a secret's value.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +23,20 @@ from pyinfra.context import ctx_host
 from tfenv.reconcile.report import Item
 
 _captures: dict[str, list[Item]] = {}  # host name -> records while captured
+# Set by tfenv reconcile for the pyinfra runs whose results it reads: a JSON-lines file.
+OUT_ENV = "TFENV_RECONCILE_OUT"
+
+
+def write_line(line: dict) -> None:
+    """Append one result line for tfenv reconcile (one short append per host)."""
+    with open(os.environ[OUT_ENV], "a", encoding="utf-8") as out:
+        out.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+def note_failure(host, message: str) -> None:  # type: ignore[no-untyped-def]
+    """``host`` failed by an operation while executing (reconcile --deep's probes)."""
+    if os.environ.get(OUT_ENV):
+        write_line({"host": host.name, "failure": message})
 
 
 def record(

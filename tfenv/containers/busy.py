@@ -73,7 +73,9 @@ LOOPBACK_PEERS = (
 
 # tfenv_gpu_apps: the host's GPU processes, once per script (nvidia-smi is slow
 # on big hosts). tfenv_busy NAME IDLE_MINUTES: one line per thing in use
-# (IDLE_MINUTES -1: every Jupyter kernel, busy or not, with its age).
+# (IDLE_MINUTES -1: every Jupyter kernel, busy or not, with its age). With
+# tfenv_no_exec set, Jupyter is not asked (that needs a docker exec): reconcile's
+# check execs nothing; every replacement still runs the whole check first.
 BUSY_FUNCTIONS = f"""\
 tfenv_kernels_probe='{KERNELS_PROBE}'
 tfenv_gpu_apps() {{ tfenv_apps=; command -v nvidia-smi >/dev/null 2>&1 || return 0; \
@@ -93,8 +95,8 @@ if [ "$6" != 0 ]; then case "$tfenv_apps" in \
 *) printf '%s\\n' "$tfenv_apps" | while IFS=, read -r gpid gname gmem; do \
 gpid=$(echo $gpid); [ -n "$gpid" ] && grep -qs "$5" /proc/"$gpid"/cgroup && \
 echo "gpu $gpid,$gname,$gmem"; done;; esac; fi; \
-timeout 60 docker exec "$1" python3 -c "$tfenv_kernels_probe" "$2" 2>&1 | grep '^kernel' \
-|| true; }}
+[ -n "${{tfenv_no_exec:-}}" ] || {{ timeout 60 docker exec "$1" python3 -c \
+"$tfenv_kernels_probe" "$2" 2>&1 | grep '^kernel' || true; }}; }}
 """
 
 

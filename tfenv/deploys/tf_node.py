@@ -26,13 +26,13 @@ from tfenv.operations.tf_container import (
     pending_replacements,
     tf_container,
 )
-from tfenv.reconcile.collect import host_done
+from tfenv.reconcile.collect import exec_allowed, host_done
 from tfenv.reconcile.report import Item
 
 
 @deploy("TF node")
 def tf_node_deploy(spec: NodeSpec) -> None:
-    node, observed_host = tf_node(host), gpu_host(host)
+    node, observed_host = tf_node(host, exec_probes=exec_allowed()), gpu_host(host)
     gpu_base(spec, node=node, observed=observed_host)
     used = {c.checkpoints.nfs for c in spec.containers.values() if c.checkpoints}
     used |= {c.workspace.nfs for c in spec.containers.values() if c.workspace.nfs}

@@ -29,7 +29,7 @@ class FromJson(Protocol):
 S = TypeVar("S", bound=FromJson)
 
 
-def read_state(host, fact, state_type: type[S]) -> S:
+def read_state(host, fact, state_type: type[S], **arguments: Any) -> S:
     """``host``'s ``fact`` as a ``state_type`` (fixture tests inject it as JSON)."""
-    data = host.get_fact(fact)
+    data = host.get_fact(fact, **arguments)
     return data if isinstance(data, state_type) else state_type.from_json(data)

@@ -205,13 +205,17 @@ def parse(lines: list[str]) -> TfNodeState:
 class TfNode(FactBase):
     """What a TF node runs (see :class:`TfNodeState`), in one command. Run it with sudo."""
 
-    def command(self) -> str:
-        return SCRIPT
+    def command(self, exec_probes: bool = True) -> str:
+        # exec_probes=False: nothing runs inside a container (Jupyter is not asked
+        # about kernels); for tfenv reconcile's check.
+        return SCRIPT if exec_probes else "tfenv_no_exec=1\n" + SCRIPT
 
     def process(self, output: list[str]) -> TfNodeState:
         return parse(output)
 
 
-def tf_node(host) -> TfNodeState:
+def tf_node(host, exec_probes: bool = True) -> TfNodeState:
     """``host``'s TfNode fact as a TfNodeState (fixture tests inject it as JSON)."""
-    return read_state(host, TfNode, TfNodeState)
+    if exec_probes:
+        return read_state(host, TfNode, TfNodeState)
+    return read_state(host, TfNode, TfNodeState, exec_probes=False)

@@ -11,9 +11,12 @@ from __future__ import annotations
 from pyinfra import logger
 from pyinfra.api import FunctionCommand
 
+from tfenv.drift import note_failure
+
 
 def report_failure(state, host, message: str) -> bool:
     host.log_styled(f"Error: {message}", fg="red", log_func=logger.error)
+    note_failure(host, message)  # for tfenv reconcile --deep
     return False  # pyinfra marks the host failed and goes on with the others
 
 

@@ -23,11 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfenv.reconcile.collect import OUT_ENV
+from tfenv.drift import OUT_ENV
+from tfenv.reconcile.collect import DEEP_ENV
 from tfenv.reconcile.report import HostResult, Item
 
 Progress = Callable[[int, int, int], None]  # (hosts done, hosts targeted, hosts with drift)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PYINFRA_ARGS_ENV = "TFENV_PYINFRA_ARGS"  # extra pyinfra arguments, such as --debug
 
 
 def shard_of(host: str, shards: int) -> int:
@@ -67,18 +69,23 @@ def run_pyinfra(
     hosts: Sequence[str],
     *,
     dry: bool,
+    collect: bool = False,
+    deep: bool = False,
     data: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> PyinfraRun:
     """One pyinfra run of ``deploy`` limited to ``hosts``: ``--dry`` (change detection
-    on, nothing executed) or ``-y`` (apply)."""
+    on, nothing executed) or ``-y`` (apply); with ``collect``, its result lines
+    (:mod:`tfenv.reconcile.collect`) come back; ``deep`` lets it exec in containers."""
     mode = ["--dry"] if dry else ["-y"]
+    # A debugging aid (and the benchmark's command count): TFENV_PYINFRA_ARGS=--debug
+    mode += os.environ.get(PYINFRA_ARGS_ENV, "").split()
     limits = [arg for host in hosts for arg in ("--limit", host)]
     extra = [arg for item in data for arg in ("--data", item)]
     with tempfile.TemporaryDirectory(prefix="tfenv-reconcile-") as tmp:
         out, log = Path(tmp, "hosts.jsonl"), Path(tmp, "pyinfra.log")
         out.touch()
-        env = {**os.environ, OUT_ENV: str(out), "PYTHONUNBUFFERED": "1"} if dry else None
+        env = {**os.environ, OUT_ENV: str(out), DEEP_ENV: "1" if deep else ""} if collect else None
         with open(log, "wb") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "pyinfra", *mode, inventory, deploy, *limits, *extra],
@@ -128,10 +135,15 @@ def host_error(output: str, host: str, rc: int) -> str:
 
 
 def check_hosts(
-    inventory: str, deploy: str, hosts: Sequence[str], progress: Progress | None = None
+    inventory: str,
+    deploy: str,
+    hosts: Sequence[str],
+    progress: Progress | None = None,
+    deep: bool = False,
 ) -> tuple[dict[str, HostResult], str]:
     """Each host's result from one ``pyinfra --dry``, and pyinfra's output."""
-    run = run_pyinfra(inventory, deploy, hosts, dry=True, progress=progress)
+    run = run_pyinfra(inventory, deploy, hosts, dry=True, collect=True, deep=deep,
+                      progress=progress)  # fmt: skip
     results: dict[str, HostResult] = {}
     for line in run.lines:
         name = line.get("host")
@@ -177,3 +189,25 @@ def apply_hosts(
         say(f"batch {number}/{len(batches)}: {done}/{len(group)} applied "
             f"in {time.monotonic() - started:.0f} s")  # fmt: skip
     return outcome, "\n".join(outputs)
+
+
+PROBE_DEPLOY = "deploys/reconcile_probe.py"  # beside deploys/tf_node.py, where pyinfra runs
+
+
+def probe_hosts(inventory: str, hosts: Sequence[str]) -> tuple[dict[str, list[Item]], str]:
+    """``--deep``: every declared container's health probe (a real TF op inside it) on
+    ``hosts``: host -> an item per failed probe, and pyinfra's output."""
+    run = run_pyinfra(inventory, PROBE_DEPLOY, hosts, dry=False, collect=True, deep=True)
+    found: dict[str, list[Item]] = {name: [] for name in hosts}
+    for line in run.lines:
+        name = line.get("host")
+        if name not in found:
+            continue
+        if "failure" in line:
+            why, then = line["failure"], "see the container's log: docker logs --tail 50 NAME"
+        elif "error" in line:
+            why, then = f"could not run: {line['error']}", "check the host, then run again"
+        else:
+            continue
+        found[name].append(Item("containers", "health probe", "passes", why, "person", then))
+    return found, run.output

@@ -16,18 +16,15 @@ change something.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 
 from pyinfra.api import FunctionCommand
 from pyinfra.api.state import BaseStateCallback
 
-from tfenv.drift import capture
+from tfenv.drift import OUT_ENV, capture, write_line
 from tfenv.operations.failure import report_failure
 from tfenv.reconcile.report import Item
-
-OUT_ENV = "TFENV_RECONCILE_OUT"
 
 # The area of an operation that records no field of its own, by its name's start.
 AREA_OF_OPERATION = (
@@ -49,18 +46,21 @@ AREA_OF_OPERATION = (
 FIX_AND_RERUN = "fix what the message says, then run the tf_node deploy on it"
 
 
+DEEP_ENV = "TFENV_RECONCILE_DEEP"  # "1": reconcile --deep (may exec in containers)
+
+
 def collecting() -> bool:
     return bool(os.environ.get(OUT_ENV))
 
 
+def exec_allowed() -> bool:
+    """Whether the run may exec inside containers: always, except reconcile's check
+    without --deep (the busy probe then skips Jupyter; a replacement re-checks all)."""
+    return not collecting() or os.environ.get(DEEP_ENV) == "1"
+
+
 def area_of(name: str) -> str:
     return next((area for start, area in AREA_OF_OPERATION if name.startswith(start)), "other")
-
-
-def _write(line: dict) -> None:
-    # One short append per host: the parent reads the file as hosts finish.
-    with open(os.environ[OUT_ENV], "a", encoding="utf-8") as out:
-        out.write(json.dumps(line, sort_keys=True) + "\n")
 
 
 def operation_items(state, host) -> list[Item]:
@@ -93,7 +93,7 @@ def host_done(state, host, extra: list[Item]) -> None:
     if not collecting():
         return
     items = operation_items(state, host) + extra
-    _write({"host": host.name, "items": [asdict(item) for item in items]})
+    write_line({"host": host.name, "items": [asdict(item) for item in items]})
 
 
 class CollectConnectErrors(BaseStateCallback):
@@ -101,4 +101,4 @@ class CollectConnectErrors(BaseStateCallback):
 
     @staticmethod
     def host_connect_error(state, host, error) -> None:  # type: ignore[override]
-        _write({"host": host.name, "error": f"could not connect: {error}"})
+        write_line({"host": host.name, "error": f"could not connect: {error}"})

@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tfenv.reconcile import history
-from tfenv.reconcile.check import Progress, apply_hosts, check_hosts
+from tfenv.reconcile.check import Progress, apply_hosts, check_hosts, probe_hosts
 from tfenv.reconcile.files import write_atomic
 from tfenv.reconcile.html import render_html
 from tfenv.reconcile.prom import render_prom
-from tfenv.reconcile.report import Report, now_iso
+from tfenv.reconcile.report import Item, Report, now_iso
 
 REPORT_FILES = ("report.json", "report.html", "tfenv.prom")
 REDACTED = "(redacted)"
+BUSY_COMMAND = "in use: wait until it is idle, or now: tfenv reconcile --apply --force-busy"
+LOG_NAME = "pyinfra.log"  # the last run's pyinfra output, in the state directory
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Run:
     batch: int = 1
     force_busy: bool = False
     shard: str | None = None
+    deep: bool = False  # also each container's health probe (execs a TF op inside)
+    log: Path | None = None  # where pyinfra's output of this run goes
 
 
 def reconcile(
@@ -42,7 +46,8 @@ def reconcile(
     """Check ``hosts``; with ``run.apply``, apply the deploy to those with drift a
     deploy can fix, check them again, and report the final state."""
     started, clock = now_iso(), time.monotonic()
-    results, _ = check_hosts(run.inventory, run.deploy, hosts, progress)
+    results, output = check_hosts(run.inventory, run.deploy, hosts, progress, run.deep)
+    outputs = [output]
     if run.apply:
         fixable = [
             name
@@ -50,16 +55,28 @@ def reconcile(
             if any(item.action == "apply" for item in result.items)
         ]
         if fixable:
-            outcome, _ = apply_hosts(
+            outcome, applied = apply_hosts(
                 run.inventory, run.deploy, fixable, run.batch, run.force_busy, say
             )
             say(f"checking the {len(fixable)} applied host(s) again")
-            again, _ = check_hosts(run.inventory, run.deploy, fixable, progress)
+            again, output = check_hosts(run.inventory, run.deploy, fixable, progress, run.deep)
+            outputs += [applied, output]
             for name in fixable:
                 results[name] = again[name]
                 results[name].applied = outcome[name]
+                if "replacement pending" in outcome[name]:
+                    results[name].items = [_in_use(item) for item in results[name].items]
         else:
             say("nothing to apply: no host has drift a deploy fixes unattended")
+    if run.deep:
+        checked = sorted(name for name, result in results.items() if result.checked)
+        say(f"--deep: health probe of every container on {len(checked)} host(s)")
+        found, output = probe_hosts(run.inventory, checked)
+        outputs.append(output)
+        for name, extra in found.items():
+            results[name].items += extra
+    if run.log:
+        write_atomic(run.log, "\n".join(outputs), mode=0o600)
     return Report(
         inventory=run.inventory,
         started=started,
@@ -67,8 +84,17 @@ def reconcile(
         duration_s=time.monotonic() - clock,
         shard=run.shard,
         apply=run.apply,
+        deep=run.deep,
         hosts=results,
     )
+
+
+def _in_use(item: Item) -> Item:
+    """A container change the deploy held off because someone uses the container
+    (its check found a session, kernel or GPU process): a person decides."""
+    if item.area != "containers" or item.action != "apply":
+        return item
+    return replace(item, action="person", command=BUSY_COMMAND)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

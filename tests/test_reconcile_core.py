@@ -1,0 +1,160 @@
+"""tfenv reconcile's pure parts: shards, batches, exit codes, merge, redaction,
+errors from pyinfra's output, the timer's units (checked by systemd-analyze)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfenv.model.problems import SpecError
+from tfenv.model.reconcile_timer import load_timer
+from tfenv.reconcile.check import batch_size, host_error, parse_shard, shard_of
+from tfenv.reconcile.report import HostResult, Item, Report, merge
+from tfenv.reconcile.run import BUSY_COMMAND, _in_use, redact, render_all, summary
+from tfenv.reconcile.timer import command, service_unit, timer_unit
+
+DRIFT = Item("containers", "dev.restart", "unless-stopped", "no")
+PERSON = Item("undeclared", "stray", "absent (not declared)", "running", "person", "docker rm -f")
+
+
+def report(**hosts: HostResult) -> Report:
+    return Report(inventory="inv.py", started="2026-11-27T02:30:00Z",
+                  finished="2026-11-27T02:31:00Z", hosts=hosts)  # fmt: skip
+
+
+def test_shards_partition_any_fleet_stably() -> None:
+    names = [f"gpu-{i:04d}" for i in range(1000)]
+    shards = [[n for n in names if shard_of(n, 7) == k] for k in range(1, 8)]
+    assert sorted(n for shard in shards for n in shard) == names  # each in exactly one
+    assert all(60 < len(s) < 230 for s in shards)  # spread, not all in one
+    assert shard_of("gpu-0001", 7) == shard_of("gpu-0001", 7)
+    # sha256-based: the same on every machine and Python run (not the salted hash())
+    probe = "import sys; from tfenv.reconcile.check import shard_of; print(shard_of('lab-1', 5))"
+    other = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True, env={"PYTHONHASHSEED": "123"})  # fmt: skip
+    assert int(other.stdout) == shard_of("lab-1", 5)
+    assert [shard_of("a", 1), shard_of("b", 1)] == [1, 1]
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "1", "1/3/2", " 1/3", "\u0661/3"])
+def test_bad_shards_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="K/N"):
+        parse_shard(text)
+
+
+def test_batches() -> None:
+    assert batch_size(None, 3) == 1  # 10% of 3, at least 1
+    assert batch_size(None, 250) == 25
+    assert batch_size("25%", 10) == 3  # rounds up
+    assert batch_size("4", 100) == 4
+    for bad in ("0", "0%", "101%", "-1", "ten", "5 %"):
+        with pytest.raises(ValueError, match="--batch"):
+            batch_size(bad, 10)
+
+
+def test_exit_codes_never_0_with_an_unchecked_host() -> None:
+    clean = HostResult("a", checked=True)
+    assert report(a=clean).exit_code == 0
+    assert report(a=clean, b=HostResult("b", True, items=[DRIFT])).exit_code == 2
+    down = HostResult("c", checked=False, error="could not connect")
+    assert report(a=clean, c=down).exit_code == 1
+    assert report(b=HostResult("b", True, items=[DRIFT]), c=down).exit_code == 1
+    assert HostResult("b", True, items=[DRIFT, PERSON]).status == "needs-a-person"
+    assert HostResult("b", True, items=[PERSON]).area_status("containers") == "clean"
+
+
+def test_merge_joins_shards_and_refuses_overlaps() -> None:
+    one = report(a=HostResult("a", True))
+    two = report(b=HostResult("b", True, items=[DRIFT]))
+    one.shard, two.shard = "1/2", "2/2"
+    merged = merge([one, two])
+    assert sorted(merged.hosts) == ["a", "b"] and merged.exit_code == 2
+    assert Report.from_json(merged.to_json()).to_json() == merged.to_json()
+    with pytest.raises(ValueError, match="host a is in two reports"):
+        merge([one, one])
+    with pytest.raises(ValueError, match=r"not a tfenv\.reconcile/1 report"):
+        Report.from_json({"schema": "other"})
+
+
+def test_reports_never_hold_a_secret_value() -> None:
+    leaky = Item("containers", "dev.env: TOKEN", "s3cr3t-value", "(unset)")
+    texts = render_all(report(a=HostResult("a", True, items=[leaky])), ["s3cr3t-value", "ab"])
+    for name, text in texts.items():
+        assert "s3cr3t-value" not in text, name
+    assert "(redacted)" in texts["report.json"] and "(redacted)" in texts["report.html"]
+    assert redact("x ab y", ["ab"]) == "x ab y"  # too short to be told from text
+
+
+def test_a_container_the_deploy_held_off_needs_a_person() -> None:
+    held = _in_use(DRIFT)
+    assert (held.action, held.command) == ("person", BUSY_COMMAND)
+    assert _in_use(PERSON) == PERSON
+    nfs = Item("nfs", "x", "a", "b")
+    assert _in_use(nfs) == nfs
+
+
+def test_summary_and_host_errors() -> None:
+    down = HostResult("c", checked=False, error="could not connect: refused")
+    text = summary(report(b=HostResult("b", True, items=[DRIFT, PERSON]), c=down))
+    assert "c: NOT CHECKED: could not connect: refused" in text
+    assert "containers dev.restart: declared unless-stopped, observed no" in text
+    assert "needs a person: docker rm -f" in text
+    assert text.endswith("exit 1")
+    output = "[lab-1] Connected\n[lab-2] Could not connect (Connection refused)\n"
+    assert host_error(output, "lab-2", 1) == "Could not connect (Connection refused)"
+    assert "before it finished checking" in host_error(output, "lab-3", 1)
+
+
+TIMER = {"inventory": "inventories/gpu.py", "workdir": "/opt/fleet"}
+
+
+def test_the_timer_units() -> None:
+    spec = load_timer("ctl", {**TIMER, "apply": True, "shard": "2/4"})
+    assert command(spec) == (
+        "/opt/tfenv/bin/tfenv reconcile inventories/gpu.py --quiet "
+        "--report-dir /var/lib/tfenv-reconcile/reports --apply --shard 2/4"
+    )
+    service, timer = service_unit(spec), timer_unit(spec)
+    assert "User=tfenv-reconcile" in service and "Type=oneshot" in service
+    assert "SuccessExitStatus=2" in service
+    assert "Persistent=true" in timer and "RandomizedDelaySec=15min" in timer
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({**TIMER, "schedule": "daily; rm -rf /"}, "reconcile.schedule"),
+        ({**TIMER, "inventory": "../x.py"}, "reconcile.inventory"),
+        ({**TIMER, "inventory": "/abs/x.py"}, "reconcile.inventory"),
+        ({**TIMER, "workdir": "/opt/my fleet"}, "reconcile.workdir"),
+        ({**TIMER, "user": "Root"}, "reconcile.user"),
+        ({**TIMER, "shard": "0/4"}, "reconcile.shard"),
+        ({**TIMER, "typo": 1}, "reconcile.typo"),
+        ({"workdir": "/opt/fleet"}, "reconcile.inventory"),
+    ],
+)
+def test_bad_timer_data_names_the_field(data: dict, field: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_timer("ctl", data)
+    assert [p.field for p in caught.value.problems] == [field]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze here")
+def test_systemd_accepts_the_units(tmp_path: Path) -> None:
+    spec = load_timer("ctl", {**TIMER, "tfenv": "/bin/true", "workdir": "/"})
+    (tmp_path / "tfenv-reconcile.service").write_text(service_unit(spec))
+    (tmp_path / "tfenv-reconcile.timer").write_text(timer_unit(spec))
+    calendar = subprocess.run(["systemd-analyze", "calendar", spec.schedule],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+    assert calendar.returncode == 0, calendar.stderr
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "tfenv-reconcile.timer")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    problems = [line for line in verify.stderr.splitlines()
+                if "tfenv-reconcile" in line and "User" not in line]  # fmt: skip
+    assert problems == [], verify.stderr
