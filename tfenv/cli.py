@@ -459,7 +459,6 @@ def reconcile_run(
         LOG_NAME,
         Run,
         reconcile,
-        record,
         render_all,
         summary,
         write_reports,
@@ -501,11 +500,9 @@ def reconcile_run(
         names,
         say,
         None if quiet else _progress_line(),
+        checked=lambda before: _record(state, before),
     )
-    try:
-        report = record(state, report)
-    except TfenvError as exc:
-        click.secho(f"tfenv: history not recorded: {exc}", fg="red", err=True)
+    report = _record(state, report)
     texts = render_all(report, _secret_values(specs.values(), base))
     write_reports(Path(report_dir) if report_dir else state, texts)
     if as_json:
@@ -514,6 +511,18 @@ def reconcile_run(
         click.echo(summary(report))
     lock.close()
     sys.exit(report.exit_code)
+
+
+def _record(state: Path, report):  # type: ignore[no-untyped-def]
+    """The report with first-seen times from the history it was appended to; a history
+    that cannot be written is said, and the reports are still written."""
+    from tfenv.reconcile.run import record
+
+    try:
+        return record(state, report)
+    except TfenvError as exc:
+        click.secho(f"tfenv: history not recorded: {exc}", fg="red", err=True)
+        return report
 
 
 def _one_run_at_a_time(state: Path, shard: str | None):  # type: ignore[no-untyped-def]
@@ -544,8 +553,8 @@ def _progress_line():  # type: ignore[no-untyped-def]
     live = sys.stderr.isatty()
 
     def show(done: int, total: int, drifted: int) -> None:
-        text = (f"reconcile: {done}/{total} host(s) checked, {drifted} with drift or "
-                f"unreachable, {time.monotonic() - started:.0f} s")  # fmt: skip
+        text = (f"reconcile: {done}/{total} host(s) done, {drifted} with drift or "
+                f"not checked, {time.monotonic() - started:.0f} s")  # fmt: skip
         click.echo(f"\r{text}\033[K" if live else text, err=True, nl=not live)
         if live and done == total:
             click.echo(err=True)

@@ -77,7 +77,9 @@ def run_pyinfra(
     """One pyinfra run of ``deploy`` limited to ``hosts``: ``--dry`` (change detection
     on, nothing executed) or ``-y`` (apply); with ``collect``, its result lines
     (:mod:`tfenv.reconcile.collect`) come back; ``deep`` lets it exec in containers."""
-    mode = ["--dry"] if dry else ["-y"]
+    # --json with --dry: change detection on and never a prompt (without -y, pyinfra
+    # asks whether to go on when a host fails to connect; -y would skip detection).
+    mode = ["--dry", "--json"] if dry else ["-y"]
     # A debugging aid (and the benchmark's command count): TFENV_PYINFRA_ARGS=--debug
     mode += os.environ.get(PYINFRA_ARGS_ENV, "").split()
     limits = [arg for host in hosts for arg in ("--limit", host)]
@@ -92,10 +94,13 @@ def run_pyinfra(
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
             seen = -1
-            while process.poll() is None:
-                time.sleep(0.25)
-                if progress:
-                    seen = _report_progress(out, len(hosts), seen, progress)
+            while True:
+                try:
+                    process.wait(timeout=0.25)  # returns as soon as pyinfra ends
+                    break
+                except subprocess.TimeoutExpired:
+                    if progress:
+                        seen = _report_progress(out, len(hosts), seen, progress)
         lines = _read_lines(out)
         if progress:
             _report_progress(out, len(hosts), seen, progress)
@@ -125,13 +130,17 @@ def host_error(output: str, host: str, rc: int) -> str:
     """Why pyinfra did not finish checking ``host``, from its own output."""
     tag = f"[{host}]"
     mine = [line.split(tag, 1)[1].strip() for line in output.splitlines() if tag in line]
+    mine = [line for line in mine if line not in ("Connected", "Success", "No changes")]
     for words in ("Error", "error", "Could not", "refused", "timed out", "No route"):
         hits = [line for line in mine if words in line]
         if hits:
             return hits[-1][:500]
     if mine:
         return mine[-1][:500]
-    return f"pyinfra ended (exit {rc}) before it finished checking this host"
+    return (
+        f"pyinfra ended (exit {rc}) before it finished checking this host; its output is "
+        "in pyinfra.log in the state directory"
+    )
 
 
 def check_hosts(

@@ -17,7 +17,7 @@ from tfenv.reconcile.check import Progress, apply_hosts, check_hosts, probe_host
 from tfenv.reconcile.files import write_atomic
 from tfenv.reconcile.html import render_html
 from tfenv.reconcile.prom import render_prom
-from tfenv.reconcile.report import Item, Report, now_iso
+from tfenv.reconcile.report import HostResult, Item, Report, now_iso
 
 REPORT_FILES = ("report.json", "report.html", "tfenv.prom")
 REDACTED = "(redacted)"
@@ -42,9 +42,11 @@ def reconcile(
     hosts: list[str],
     say: Callable[[str], None] = lambda _: None,
     progress: Progress | None = None,
+    checked: Callable[[Report], None] | None = None,
 ) -> Report:
     """Check ``hosts``; with ``run.apply``, apply the deploy to those with drift a
-    deploy can fix, check them again, and report the final state."""
+    deploy can fix, check them again, and report the final state. ``checked`` gets
+    the check's own report before anything is applied (the history keeps both)."""
     started, clock = now_iso(), time.monotonic()
     results, output = check_hosts(run.inventory, run.deploy, hosts, progress, run.deep)
     outputs = [output]
@@ -54,6 +56,8 @@ def reconcile(
             for name, result in sorted(results.items())
             if any(item.action == "apply" for item in result.items)
         ]
+        if fixable and checked:
+            checked(_report(run, started, clock, results, applied=False))
         if fixable:
             outcome, applied = apply_hosts(
                 run.inventory, run.deploy, fixable, run.batch, run.force_busy, say
@@ -77,15 +81,21 @@ def reconcile(
             results[name].items += extra
     if run.log:
         write_atomic(run.log, "\n".join(outputs), mode=0o600)
+    return _report(run, started, clock, results, applied=run.apply)
+
+
+def _report(
+    run: Run, started: str, clock: float, results: dict[str, HostResult], applied: bool
+) -> Report:
     return Report(
         inventory=run.inventory,
         started=started,
         finished=now_iso(),
         duration_s=time.monotonic() - clock,
         shard=run.shard,
-        apply=run.apply,
+        apply=applied,
         deep=run.deep,
-        hosts=results,
+        hosts={name: replace(result, items=list(result.items)) for name, result in results.items()},
     )
 
 
