@@ -22,8 +22,9 @@ from conftest import (
 )
 
 from tfenv.images.lock import LockedImage, dump_lock, read_lock
-from tfenv.model import SpecError, load, read_secret
+from tfenv.model import SpecError, read_secret
 from tfenv.model.gpus import Gpus
+from tfenv.model.load import load
 from tfenv.model.secrets import SecretRef
 
 HOST = "gpu-07.test"

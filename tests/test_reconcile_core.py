@@ -3,6 +3,7 @@ errors from pyinfra's output, the timer's units (checked by systemd-analyze)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from tfenv.model.problems import SpecError
 from tfenv.model.reconcile_timer import load_timer
+from tfenv.pyinfra_hooks import InvalidDeclaredData, _shard_and_gate, wait_for_go
 from tfenv.reconcile.check import batch_size, host_error, parse_shard, shard_of
 from tfenv.reconcile.report import HostResult, Item, Report, merge
 from tfenv.reconcile.run import BUSY_COMMAND, _in_use, redact, render_all, summary
@@ -158,3 +160,40 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     problems = [line for line in verify.stderr.splitlines()
                 if "tfenv-reconcile" in line and "User" not in line]  # fmt: skip
     assert problems == [], verify.stderr
+
+
+def _gate(monkeypatch: pytest.MonkeyPatch, written: bytes | None) -> None:
+    read_end, write_end = os.pipe()
+    if written is not None:
+        os.write(write_end, written)
+    os.close(write_end)
+    monkeypatch.setenv("TFENV_RECONCILE_GATE", str(read_end))
+
+
+def test_a_gated_run_connects_only_after_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TFENV_RECONCILE_GATE", raising=False)
+    wait_for_go()  # not gated: a plain pyinfra run goes on
+    _gate(monkeypatch, b"go")
+    wait_for_go()
+    for written in (b"stop", b"", None, b"g"):
+        _gate(monkeypatch, written)
+        with pytest.raises(InvalidDeclaredData, match="stopped this run before it connected"):
+            wait_for_go()
+
+
+def test_a_sharded_run_targets_its_shard_within_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    fleet = [Named(f"gpu-{i}") for i in range(30)]
+    seen: list = []
+    init = _shard_and_gate(lambda inventory, config, initial_limit=None: seen.append(initial_limit))
+    monkeypatch.setenv("TFENV_RECONCILE_SHARD", "2/3")
+    init(fleet, None)
+    init(fleet, None, initial_limit=fleet[:10])
+    assert [h.name for h in seen[0]] == [h.name for h in fleet if shard_of(h.name, 3) == 2]
+    assert [h.name for h in seen[1]] == [h.name for h in fleet[:10] if shard_of(h.name, 3) == 2]
+    monkeypatch.delenv("TFENV_RECONCILE_SHARD")
+    init(fleet, None)
+    assert seen[2] is None  # not sharded: pyinfra's own limit, untouched

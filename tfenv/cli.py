@@ -452,34 +452,42 @@ def reconcile_run(
     quiet: bool,
 ) -> None:
     """Check INVENTORY's hosts (one pyinfra --dry of the tf_node deploy), per field."""
-    from tfenv.model.inventory import validate_hosts
+    # pyinfra starts first, gated: it loads while this process loads and validates
+    # the same inventory, and connects only once told "go" (never on bad input).
     from tfenv.reconcile import check
     from tfenv.reconcile.report import EXIT_BAD_INPUT
-    from tfenv.reconcile.run import (
-        LOG_NAME,
-        Run,
-        reconcile,
-        render_all,
-        summary,
-        write_reports,
-    )
-
-    def bad_input(message: str) -> None:
-        click.secho(f"{message}\nNo host was contacted (exit 3).", fg="red", err=True)
-        sys.exit(EXIT_BAD_INPUT)
 
     base = Path(os.getcwd())
+    started = None
+
+    def bad_input(message: str | None = None) -> None:
+        if started is not None:
+            started.finish([])  # stopped before it connected to any host
+        if message:
+            click.secho(f"{message}\nNo host was contacted (exit 3).", fg="red", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
     try:
         shard_k_n = check.parse_shard(shard) if shard else None
-        if not Path(deploy).is_file():
-            raise ValueError(f"--deploy {deploy}: no such file here ({base}); run from the "
-                             "directory you run pyinfra from")  # fmt: skip
-        inv = _load(inventory, base)
-        hosts = _limited(inv, limits)
+        for path, what in ((deploy, "--deploy"), (inventory, "INVENTORY")):
+            if not Path(path).is_file():
+                raise ValueError(f"{what} {path}: no such file here ({base}); run from the "
+                                 "directory you run pyinfra from")  # fmt: skip
+        check.batch_size(batch, 1)
     except ValueError as exc:
         bad_input(str(exc))
-    except SystemExit:  # _load and _limited said why
-        sys.exit(EXIT_BAD_INPUT)
+    state = history.state_dir_for(Path(inventory), state_dir)
+    lock = _one_run_at_a_time(state, shard)
+    started = check.start_pyinfra(inventory, deploy, limits, dry=True, collect=True, deep=deep,
+                                  shard=shard, gated=True)  # fmt: skip
+
+    from tfenv.model.inventory import validate_hosts
+    from tfenv.reconcile.run import LOG_NAME, Run, reconcile, render_all, summary, write_reports
+
+    try:
+        hosts = _matching(_load(inventory, base), limits)
+    except SystemExit:  # _load said why
+        bad_input()
     specs, problems = validate_hosts(hosts, base)
     if problems:
         click.echo(format_problems(problems), err=True)
@@ -487,20 +495,17 @@ def reconcile_run(
     names = sorted(h.name for h in hosts)
     if shard_k_n:
         names = [n for n in names if check.shard_of(n, shard_k_n[1]) == shard_k_n[0]]
-    try:
-        per_batch = check.batch_size(batch, len(names))
-    except ValueError as exc:
-        bad_input(str(exc))
-    state = history.state_dir_for(Path(inventory), state_dir)
+    started.release(go=bool(names))
     say = (lambda _: None) if quiet else (lambda text: click.echo(f"reconcile: {text}", err=True))
-    lock = _one_run_at_a_time(state, shard)
     say(f"checking {len(names)} host(s){f' (shard {shard})' if shard else ''}")
+    per_batch = check.batch_size(batch, len(names))
     report = reconcile(
         Run(inventory, deploy, apply_, per_batch, force_busy, shard, deep, state / LOG_NAME),
         names,
         say,
         None if quiet else _progress_line(),
         checked=lambda before: _record(state, before),
+        first=started,
     )
     report = _record(state, report)
     texts = render_all(report, _secret_values(specs.values(), base))
@@ -511,6 +516,27 @@ def reconcile_run(
         click.echo(summary(report))
     lock.close()
     sys.exit(report.exit_code)
+
+
+def _matching(inventory, limits: tuple[str, ...]) -> list:  # type: ignore[no-untyped-def]
+    """The hosts ``--limit`` picks, as pyinfra picks them: a group's hosts, or the
+    host names matching a glob; a pattern that matches nothing is an error."""
+    from fnmatch import fnmatchcase
+
+    from pyinfra.api.exceptions import NoGroupError
+
+    if not limits:
+        return list(inventory)
+    chosen: dict[str, object] = {}
+    for pattern in limits:
+        try:
+            found = list(inventory.get_group(pattern))
+        except NoGroupError:
+            found = [h for h in inventory if fnmatchcase(h.name, pattern)]
+        if not found:
+            _fail(f"--limit {pattern} matches no host or group of the inventory")
+        chosen.update((h.name, h) for h in found)
+    return list(chosen.values())
 
 
 def _record(state: Path, report):  # type: ignore[no-untyped-def]

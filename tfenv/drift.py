@@ -20,11 +20,10 @@ from contextlib import contextmanager
 
 from pyinfra.context import ctx_host
 
+from tfenv.reconcile.env import OUT_ENV
 from tfenv.reconcile.report import Item
 
 _captures: dict[str, list[Item]] = {}  # host name -> records while captured
-# Set by tfenv reconcile for the pyinfra runs whose results it reads: a JSON-lines file.
-OUT_ENV = "TFENV_RECONCILE_OUT"
 
 
 def write_line(line: dict) -> None:

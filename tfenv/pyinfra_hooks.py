@@ -20,7 +20,9 @@ from pyinfra.api.state import BaseStateCallback
 from tfenv.model.inventory import validate_hosts
 from tfenv.model.load import warning_text
 from tfenv.model.problems import format_problems
+from tfenv.reconcile.check import parse_shard, shard_of
 from tfenv.reconcile.collect import CollectConnectErrors, collecting
+from tfenv.reconcile.env import GATE_ENV, SHARD_ENV
 
 
 class InvalidDeclaredData(PyinfraError):
@@ -109,7 +111,7 @@ def install(state) -> None:
     if getattr(real, "_tfenv_validation_installed", False):
         return
     real._tfenv_validation_installed = True
-    original_init = real.init
+    original_init = _shard_and_gate(real.init)
 
     def init(*args, **kwargs):
         original_init(*args, **kwargs)
@@ -120,5 +122,38 @@ def install(state) -> None:
         real.add_callback_handler(ReportLostHosts())
         if collecting():  # tfenv reconcile's pyinfra --dry
             real.add_callback_handler(CollectConnectErrors())
+        wait_for_go()
 
     real.init = init
+
+
+def _shard_and_gate(original_init):  # type: ignore[no-untyped-def]
+    """For tfenv reconcile's runs: only the hosts of ``$TFENV_RECONCILE_SHARD``, and no
+    connection before the reconcile command says "go" (it validates meanwhile)."""
+
+    def init(inventory, config, initial_limit=None, **kwargs):  # type: ignore[no-untyped-def]
+        shard = os.environ.get(SHARD_ENV)
+        if shard:
+            k, n = parse_shard(shard)
+            pool = initial_limit if initial_limit is not None else list(inventory)
+            initial_limit = [h for h in pool if shard_of(h.name, n) == k]
+        return original_init(inventory, config, initial_limit=initial_limit, **kwargs)
+
+    return init
+
+
+def wait_for_go() -> None:
+    """Block until tfenv reconcile writes "go" to ``$TFENV_RECONCILE_GATE``; anything
+    else (its validation failed, it died) stops this run before any connection."""
+    gate = os.environ.get(GATE_ENV)
+    if not gate:
+        return
+    received = b""
+    with os.fdopen(int(gate), "rb", buffering=0) as pipe:
+        while len(received) < 2:
+            chunk = pipe.read(2 - len(received))
+            if not chunk:
+                break
+            received += chunk
+    if received != b"go":
+        raise InvalidDeclaredData("tfenv reconcile stopped this run before it connected")

@@ -1,17 +1,29 @@
-"""The declared fleet model: typed host specs loaded from pyinfra data."""
+"""The declared fleet model: typed host specs loaded from pyinfra data.
 
-from tfenv.model.load import load
-from tfenv.model.problems import Problem, SpecError, format_problems
-from tfenv.model.secrets import SecretRef, SecretValue, read_secret
-from tfenv.model.spec import NodeSpec
+``load`` is ``tfenv.model.load.load`` (the submodule's name would shadow it here).
+Names load on first use (PEP 562): ``tfenv reconcile`` starts its pyinfra run
+before it imports pydantic and pyinfra itself.
+"""
 
-__all__ = [
-    "NodeSpec",
-    "Problem",
-    "SecretRef",
-    "SecretValue",
-    "SpecError",
-    "format_problems",
-    "load",
-    "read_secret",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Problem": "tfenv.model.problems",
+    "SpecError": "tfenv.model.problems",
+    "format_problems": "tfenv.model.problems",
+    "SecretRef": "tfenv.model.secrets",
+    "SecretValue": "tfenv.model.secrets",
+    "read_secret": "tfenv.model.secrets",
+    "NodeSpec": "tfenv.model.spec",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'tfenv.model' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -23,13 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfenv.drift import OUT_ENV
-from tfenv.reconcile.collect import DEEP_ENV
+from tfenv.reconcile.env import DEEP_ENV, GATE_ENV, OUT_ENV, PYINFRA_ARGS_ENV, SHARD_ENV
 from tfenv.reconcile.report import HostResult, Item
 
 Progress = Callable[[int, int, int], None]  # (hosts done, hosts targeted, hosts with drift)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-PYINFRA_ARGS_ENV = "TFENV_PYINFRA_ARGS"  # extra pyinfra arguments, such as --debug
 
 
 def shard_of(host: str, shards: int) -> int:
@@ -63,6 +61,86 @@ class PyinfraRun:
     lines: list[dict]  # what the collector wrote, in order
 
 
+class Started:
+    """A pyinfra run started by :func:`start_pyinfra`; :meth:`finish` waits for it."""
+
+    def __init__(
+        self, argv: list[str], env: dict[str, str] | None, gated: bool, collect: bool
+    ) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="tfenv-reconcile-")
+        self.out = Path(self._tmp.name, "hosts.jsonl")
+        self.log = Path(self._tmp.name, "pyinfra.log")
+        self.out.touch()
+        self._gate: int | None = None
+        pass_fds: tuple[int, ...] = ()
+        if gated:
+            read_end, self._gate = os.pipe()
+            env = {**(env or os.environ), GATE_ENV: str(read_end)}
+            pass_fds = (read_end,)
+        if collect:
+            env = {**(env or os.environ), OUT_ENV: str(self.out)}
+        with open(self.log, "wb") as log_file:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                env=env, pass_fds=pass_fds,
+            )  # fmt: skip
+        if gated:
+            os.close(read_end)
+
+    def release(self, go: bool) -> None:
+        """Let a gated run connect (``go``) or stop it before it connects to any host."""
+        if self._gate is not None:
+            os.write(self._gate, b"go" if go else b"stop")
+            os.close(self._gate)
+            self._gate = None
+
+    def finish(self, hosts: Sequence[str], progress: Progress | None = None) -> PyinfraRun:
+        self.release(False)  # never left waiting: a run not released connects nowhere
+        seen = -1
+        while True:
+            try:
+                self.process.wait(timeout=0.25)  # returns as soon as pyinfra ends
+                break
+            except subprocess.TimeoutExpired:
+                if progress:
+                    seen = _report_progress(self.out, len(hosts), seen, progress)
+        lines = _read_lines(self.out)
+        if progress:
+            _report_progress(self.out, len(hosts), seen, progress)
+        output = ANSI.sub("", self.log.read_text(errors="replace"))
+        self._tmp.cleanup()
+        return PyinfraRun(self.process.returncode, output, lines)
+
+
+def start_pyinfra(
+    inventory: str,
+    deploy: str,
+    limits: Sequence[str],
+    *,
+    dry: bool,
+    collect: bool = False,
+    deep: bool = False,
+    shard: str | None = None,
+    gated: bool = False,
+    data: Sequence[str] = (),
+) -> Started:
+    """Start one pyinfra run of ``deploy`` limited to the ``limits`` patterns (and
+    ``shard``): ``--dry`` (change detection on, nothing executed) or ``-y``
+    (apply); with ``collect``, its result lines (:mod:`tfenv.reconcile.collect`)
+    come back; ``deep`` lets it exec in containers; ``gated`` makes it wait for
+    :meth:`Started.release` before it connects to any host."""
+    # --json with --dry: change detection on and never a prompt (without -y, pyinfra
+    # asks whether to go on when a host fails to connect; -y would skip detection).
+    mode = ["--dry", "--json"] if dry else ["-y"]
+    # A debugging aid (and the benchmark's command count): TFENV_PYINFRA_ARGS=--debug
+    mode += os.environ.get(PYINFRA_ARGS_ENV, "").split()
+    patterns = [arg for limit in limits for arg in ("--limit", limit)]
+    extra = [arg for item in data for arg in ("--data", item)]
+    env = {**os.environ, DEEP_ENV: "1" if deep else "", SHARD_ENV: shard or ""}
+    argv = [sys.executable, "-m", "pyinfra", *mode, inventory, deploy, *patterns, *extra]
+    return Started(argv, env, gated, collect)
+
+
 def run_pyinfra(
     inventory: str,
     deploy: str,
@@ -74,38 +152,10 @@ def run_pyinfra(
     data: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> PyinfraRun:
-    """One pyinfra run of ``deploy`` limited to ``hosts``: ``--dry`` (change detection
-    on, nothing executed) or ``-y`` (apply); with ``collect``, its result lines
-    (:mod:`tfenv.reconcile.collect`) come back; ``deep`` lets it exec in containers."""
-    # --json with --dry: change detection on and never a prompt (without -y, pyinfra
-    # asks whether to go on when a host fails to connect; -y would skip detection).
-    mode = ["--dry", "--json"] if dry else ["-y"]
-    # A debugging aid (and the benchmark's command count): TFENV_PYINFRA_ARGS=--debug
-    mode += os.environ.get(PYINFRA_ARGS_ENV, "").split()
-    limits = [arg for host in hosts for arg in ("--limit", host)]
-    extra = [arg for item in data for arg in ("--data", item)]
-    with tempfile.TemporaryDirectory(prefix="tfenv-reconcile-") as tmp:
-        out, log = Path(tmp, "hosts.jsonl"), Path(tmp, "pyinfra.log")
-        out.touch()
-        env = {**os.environ, OUT_ENV: str(out), DEEP_ENV: "1" if deep else ""} if collect else None
-        with open(log, "wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "pyinfra", *mode, inventory, deploy, *limits, *extra],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-            seen = -1
-            while True:
-                try:
-                    process.wait(timeout=0.25)  # returns as soon as pyinfra ends
-                    break
-                except subprocess.TimeoutExpired:
-                    if progress:
-                        seen = _report_progress(out, len(hosts), seen, progress)
-        lines = _read_lines(out)
-        if progress:
-            _report_progress(out, len(hosts), seen, progress)
-        output = ANSI.sub("", log.read_text(errors="replace"))
-    return PyinfraRun(process.returncode, output, lines)
+    """:func:`start_pyinfra` for exactly ``hosts``, waited for."""
+    started = start_pyinfra(inventory, deploy, hosts, dry=dry, collect=collect, deep=deep,
+                            data=data)  # fmt: skip
+    return started.finish(hosts, progress)
 
 
 def _read_lines(path: Path) -> list[dict]:
@@ -153,6 +203,11 @@ def check_hosts(
     """Each host's result from one ``pyinfra --dry``, and pyinfra's output."""
     run = run_pyinfra(inventory, deploy, hosts, dry=True, collect=True, deep=deep,
                       progress=progress)  # fmt: skip
+    return results_of(run, hosts)
+
+
+def results_of(run: PyinfraRun, hosts: Sequence[str]) -> tuple[dict[str, HostResult], str]:
+    """Each of ``hosts``' result from a collecting dry run, and pyinfra's output."""
     results: dict[str, HostResult] = {}
     for line in run.lines:
         name = line.get("host")

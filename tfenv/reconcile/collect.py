@@ -22,8 +22,9 @@ from dataclasses import asdict
 from pyinfra.api import FunctionCommand
 from pyinfra.api.state import BaseStateCallback
 
-from tfenv.drift import OUT_ENV, capture, write_line
+from tfenv.drift import capture, write_line
 from tfenv.operations.failure import report_failure
+from tfenv.reconcile.env import DEEP_ENV, OUT_ENV
 from tfenv.reconcile.report import Item
 
 # The area of an operation that records no field of its own, by its name's start.
@@ -44,9 +45,6 @@ AREA_OF_OPERATION = (
     ("Pending replacements", "containers"),
 )
 FIX_AND_RERUN = "fix what the message says, then run the tf_node deploy on it"
-
-
-DEEP_ENV = "TFENV_RECONCILE_DEEP"  # "1": reconcile --deep (may exec in containers)
 
 
 def collecting() -> bool:

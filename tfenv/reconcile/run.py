@@ -13,7 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tfenv.reconcile import history
-from tfenv.reconcile.check import Progress, apply_hosts, check_hosts, probe_hosts
+from tfenv.reconcile.check import (
+    Progress,
+    Started,
+    apply_hosts,
+    check_hosts,
+    probe_hosts,
+    results_of,
+)
 from tfenv.reconcile.files import write_atomic
 from tfenv.reconcile.html import render_html
 from tfenv.reconcile.prom import render_prom
@@ -43,12 +50,16 @@ def reconcile(
     say: Callable[[str], None] = lambda _: None,
     progress: Progress | None = None,
     checked: Callable[[Report], None] | None = None,
+    first: Started | None = None,
 ) -> Report:
     """Check ``hosts``; with ``run.apply``, apply the deploy to those with drift a
     deploy can fix, check them again, and report the final state. ``checked`` gets
     the check's own report before anything is applied (the history keeps both)."""
     started, clock = now_iso(), time.monotonic()
-    results, output = check_hosts(run.inventory, run.deploy, hosts, progress, run.deep)
+    if first is not None:  # the CLI's gated check, released already
+        results, output = results_of(first.finish(hosts, progress), hosts)
+    else:
+        results, output = check_hosts(run.inventory, run.deploy, hosts, progress, run.deep)
     outputs = [output]
     if run.apply:
         fixable = [
