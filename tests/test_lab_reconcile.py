@@ -406,9 +406,10 @@ def test_the_nightly_timer_runs_reconcile_as_a_non_root_user(fleet, test_lab: La
     ok_on_host(state, FIRST, (
         "sudo -u tfenv-reconcile sh -c 'mkdir -p -m 0700 ~/.ssh && "
         "ssh-keygen -q -t ed25519 -N \"\" -f ~/.ssh/id_ed25519 && "
-        "echo \"127.0.0.1 $(cut -d\" \" -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)\" "
-        "> ~/.ssh/known_hosts' && "
-        "sudo cat /var/lib/tfenv-reconcile/.ssh/id_ed25519.pub >> ~/.ssh/authorized_keys"
+        "echo \"127.0.0.1 $(cut -d\" \" -f1,2 /etc/ssh/lab/ssh_host_ed25519_key.pub)\" "
+        "> ~/.ssh/known_hosts' && mkdir -p -m 0700 ~/.ssh && "
+        "sudo cat /var/lib/tfenv-reconcile/.ssh/id_ed25519.pub >> ~/.ssh/authorized_keys && "
+        "chmod 0600 ~/.ssh/authorized_keys"
     ), timeout=60)  # fmt: skip
     timers = ok_on_host(state, FIRST, "systemctl list-timers --all tfenv-reconcile.timer",
                         timeout=60)  # fmt: skip
