@@ -232,6 +232,38 @@ def test_a_container_recreated_unlike_its_declaration_is_reported_then_applied(
     assert reconcile(test_lab, state, tmp)[0] == 0
 
 
+SESSION = (  # a researcher's SSH session into dev, from the lab host (as in test_lab_tf_node)
+    "setsid nohup ssh -tt -i /tmp/dev_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no "
+    "-o UserKnownHostsFile=/dev/null researcher@127.0.0.1 'sleep 900' >/tmp/session.out 2>&1 "
+    "</dev/null & sleep 3"
+)
+
+
+def test_apply_never_recreates_a_container_in_use_unless_forced(fleet, test_lab: Lab) -> None:
+    state, tmp, kept = fleet
+    host = names(state)[1]
+    dev_id = "sudo docker inspect -f '{{.Id}}' dev"
+    ok_on_host(state, DRIFTED, "cat > /tmp/dev_key && chmod 600 /tmp/dev_key",
+               Path(state.key).read_text())  # fmt: skip
+    ok_on_host(state, DRIFTED, "rm -f /tmp/session.out; " + SESSION, timeout=60)
+    try:
+        before = ok_on_host(state, DRIFTED, dev_id, timeout=60)
+        ok_on_host(state, DRIFTED, "sudo docker update --restart no dev >/dev/null", timeout=60)
+        code, report, stderr = reconcile(test_lab, state, tmp, "--apply")
+        assert code == 2, json.dumps(report, indent=1) + stderr
+        assert report["hosts"][host]["applied"] is None  # nothing on it --apply may change
+        left = [i for i in items(report, host) if i["field"] == "dev.restart"]
+        assert [i["action"] for i in left] == ["person"], items(report, host)
+        assert "--force-busy" in left[0]["command"]
+        assert ok_on_host(state, DRIFTED, dev_id, timeout=60) == before  # not recreated
+        code, report, stderr = reconcile(test_lab, state, tmp, "--apply", "--force-busy")
+        assert code == 0, json.dumps(report, indent=1) + stderr
+        assert ok_on_host(state, DRIFTED, dev_id, timeout=60) != before
+        assert fingerprints(state) == kept
+    finally:
+        on_host(state, DRIFTED, "pkill -f '[s]sh -tt -i /tmp/dev_key'; true", timeout=60)
+
+
 def test_history_keeps_first_seen_and_fixed_at(fleet, test_lab: Lab) -> None:
     state, tmp, _ = fleet
     host = names(state)[1]

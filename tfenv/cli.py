@@ -474,11 +474,14 @@ def reconcile_run(
                 raise ValueError(f"{what} {path}: no such file here ({base}); run from the "
                                  "directory you run pyinfra from")  # fmt: skip
         check.batch_size(batch, 1)
+        if force_busy and not apply_:
+            raise ValueError("--force-busy goes with --apply (it says what --apply may replace)")
     except ValueError as exc:
         bad_input(str(exc))
     state = history.state_dir_for(Path(inventory), state_dir)
     lock = _one_run_at_a_time(state, shard)
     started = check.start_pyinfra(inventory, deploy, limits, dry=True, collect=True, deep=deep,
+                                  data=check.busy_data(force_busy),
                                   shard=shard, gated=True)  # fmt: skip
 
     from tfenv.model.inventory import validate_hosts

@@ -257,7 +257,9 @@ def tf_container(
             difference.declared,
             difference.observed,
             action="person" if busy else "apply",
-            command=f"once idle, or now: {OVERRIDE}" if busy else "",
+            command=f"once idle; or now: tfenv reconcile --apply --force-busy (pyinfra: {OVERRIDE})"
+            if busy
+            else "",
         )
     if busy:
         PENDING.setdefault(host.name, {})[desired.name] = reasons

@@ -199,10 +199,11 @@ def check_hosts(
     hosts: Sequence[str],
     progress: Progress | None = None,
     deep: bool = False,
+    data: Sequence[str] = (),
 ) -> tuple[dict[str, HostResult], str]:
     """Each host's result from one ``pyinfra --dry``, and pyinfra's output."""
     run = run_pyinfra(inventory, deploy, hosts, dry=True, collect=True, deep=deep,
-                      progress=progress)  # fmt: skip
+                      data=data, progress=progress)  # fmt: skip
     return results_of(run, hosts)
 
 
@@ -225,6 +226,12 @@ def results_of(run: PyinfraRun, hosts: Sequence[str]) -> tuple[dict[str, HostRes
     return results, run.output
 
 
+def busy_data(force_busy: bool) -> list[str]:
+    """pyinfra ``--data`` for ``--force-busy``: the check then classifies a change to a
+    container in use as one --apply makes, as the apply run will."""
+    return ["force_busy=true"] if force_busy else []
+
+
 def apply_hosts(
     inventory: str,
     deploy: str,
@@ -237,7 +244,7 @@ def apply_hosts(
     "failed: REASON", and pyinfra's output of every batch."""
     outcome: dict[str, str] = {}
     outputs = []
-    data = ["force_busy=true"] if force_busy else []
+    data = busy_data(force_busy)
     batches = [list(hosts[i : i + batch]) for i in range(0, len(hosts), batch)]
     for number, group in enumerate(batches, 1):
         say(f"applying batch {number}/{len(batches)}: {', '.join(group)}")

@@ -17,6 +17,7 @@ from tfenv.reconcile.check import (
     Progress,
     Started,
     apply_hosts,
+    busy_data,
     check_hosts,
     probe_hosts,
     results_of,
@@ -59,7 +60,8 @@ def reconcile(
     if first is not None:  # the CLI's gated check, released already
         results, output = results_of(first.finish(hosts, progress), hosts)
     else:
-        results, output = check_hosts(run.inventory, run.deploy, hosts, progress, run.deep)
+        results, output = check_hosts(run.inventory, run.deploy, hosts, progress, run.deep,
+                                      busy_data(run.force_busy))  # fmt: skip
     outputs = [output]
     if run.apply:
         fixable = [
@@ -74,7 +76,8 @@ def reconcile(
                 run.inventory, run.deploy, fixable, run.batch, run.force_busy, say
             )
             say(f"checking the {len(fixable)} applied host(s) again")
-            again, output = check_hosts(run.inventory, run.deploy, fixable, progress, run.deep)
+            again, output = check_hosts(run.inventory, run.deploy, fixable, progress, run.deep,
+                                        busy_data(run.force_busy))  # fmt: skip
             outputs += [applied, output]
             for name in fixable:
                 results[name] = again[name]
