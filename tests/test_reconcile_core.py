@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tfenv.model.inventory import validate_hosts
 from tfenv.model.problems import SpecError
 from tfenv.model.reconcile_timer import load_timer
 from tfenv.pyinfra_hooks import InvalidDeclaredData, _shard_and_gate, wait_for_go
@@ -197,3 +198,22 @@ def test_a_sharded_run_targets_its_shard_within_the_limit(monkeypatch: pytest.Mo
     monkeypatch.delenv("TFENV_RECONCILE_SHARD")
     init(fleet, None)
     assert seen[2] is None  # not sharded: pyinfra's own limit, untouched
+
+
+def test_tfenv_validate_checks_the_reconcile_section_too(tmp_path: Path) -> None:
+    class Data:
+        def __init__(self, values: dict) -> None:
+            self.values = values
+
+        def dict(self) -> dict:
+            return self.values
+
+    class Host:
+        def __init__(self, name: str, values: dict) -> None:
+            self.name, self.data = name, Data(values)
+
+    good = Host("ctl-1", {"reconcile": TIMER})
+    bad = Host("ctl-2", {"reconcile": {**TIMER, "schedule": "daily; reboot"}})
+    specs, problems = validate_hosts([good, bad], tmp_path)
+    assert sorted(specs) == ["ctl-1", "ctl-2"]  # nothing else declared: valid nodes
+    assert [(p.host, p.field) for p in problems] == [("ctl-2", "reconcile.schedule")]

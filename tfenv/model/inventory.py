@@ -12,6 +12,7 @@ from pyinfra.api.host import Host
 
 from tfenv.model.load import load
 from tfenv.model.problems import Problem, SpecError
+from tfenv.model.reconcile_timer import load_timer
 from tfenv.model.spec import NodeSpec
 
 
@@ -41,8 +42,10 @@ def validate_hosts(
     specs: dict[str, NodeSpec] = {}
     problems: list[Problem] = []
     for host in hosts:
+        data: dict = {}
         try:
-            specs[host.name] = load(host.name, host.data.dict(), base_dir)
+            data = host.data.dict()
+            specs[host.name] = load(host.name, data, base_dir)
         except SpecError as exc:
             problems.extend(exc.problems)
         except (RecursionError, MemoryError, ValueError, TypeError, OSError) as exc:
@@ -56,6 +59,11 @@ def validate_hosts(
                     f"{type(exc).__name__} while checking it",
                 )
             )
+        if "reconcile" in data:  # a control node's nightly reconcile (its own deploy)
+            try:
+                load_timer(host.name, data["reconcile"])
+            except SpecError as exc:
+                problems.extend(exc.problems)
     return specs, problems
 
 
