@@ -14,7 +14,7 @@ import pytest
 from tfenv.model.inventory import validate_hosts
 from tfenv.model.problems import SpecError
 from tfenv.model.reconcile_timer import load_timer
-from tfenv.pyinfra_hooks import InvalidDeclaredData, _shard_and_gate, wait_for_go
+from tfenv.pyinfra_hooks import _shard_and_gate
 from tfenv.reconcile.check import batch_size, host_error, parse_shard, shard_of
 from tfenv.reconcile.report import HostResult, Item, Report, merge
 from tfenv.reconcile.run import BUSY_COMMAND, _in_use, redact, render_all, summary
@@ -163,23 +163,33 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     assert problems == [], verify.stderr
 
 
-def _gate(monkeypatch: pytest.MonkeyPatch, written: bytes | None) -> None:
+def _gated(written: bytes | None) -> subprocess.CompletedProcess:
+    """``wait_for_go`` in its own process (as in a real run: the pipe's read end is
+    inherited), after ``written`` went down the pipe (None: it closed unwritten)."""
     read_end, write_end = os.pipe()
+    probe = "from tfenv.pyinfra_hooks import wait_for_go; wait_for_go(); print('connects')"
+    env = {**os.environ, "TFENV_RECONCILE_GATE": str(read_end)}
+    child = subprocess.Popen([sys.executable, "-c", probe], env=env, pass_fds=(read_end,),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(read_end)
     if written is not None:
         os.write(write_end, written)
     os.close(write_end)
-    monkeypatch.setenv("TFENV_RECONCILE_GATE", str(read_end))
+    out, err = child.communicate(timeout=60)
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
-def test_a_gated_run_connects_only_after_go(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TFENV_RECONCILE_GATE", raising=False)
-    wait_for_go()  # not gated: a plain pyinfra run goes on
-    _gate(monkeypatch, b"go")
-    wait_for_go()
-    for written in (b"stop", b"", None, b"g"):
-        _gate(monkeypatch, written)
-        with pytest.raises(InvalidDeclaredData, match="stopped this run before it connected"):
-            wait_for_go()
+def test_a_gated_run_connects_only_after_go() -> None:
+    plain = subprocess.run([sys.executable, "-c", "from tfenv.pyinfra_hooks import wait_for_go; "
+                            "wait_for_go(); print('connects')"], capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items()
+                                if k != "TFENV_RECONCILE_GATE"}, timeout=60)  # fmt: skip
+    assert plain.stdout == "connects\n"  # not gated: a plain pyinfra run goes on
+    assert _gated(b"go").stdout == "connects\n"
+    for written in (b"stop", None, b"g"):
+        stopped = _gated(written)
+        assert stopped.returncode != 0 and stopped.stdout == ""
+        assert "stopped this run before it connected" in stopped.stderr
 
 
 def test_a_sharded_run_targets_its_shard_within_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
