@@ -436,7 +436,7 @@ def test_the_nightly_timer_runs_reconcile_as_a_non_root_user(fleet, test_lab: La
     assert f"[{control.name}] Success" not in again and "No changes" in again, again
     # The service user reaches the host it checks with its own key (as on a real node).
     ok_on_host(state, FIRST, (
-        "sudo -u tfenv-reconcile sh -c 'mkdir -p -m 0700 ~/.ssh && "
+        "sudo -u tfenv-reconcile sh -c 'mkdir -p -m 0700 ~/.ssh && [ -f ~/.ssh/id_ed25519 ] || "
         "ssh-keygen -q -t ed25519 -N \"\" -f ~/.ssh/id_ed25519 && "
         "echo \"127.0.0.1 $(cut -d\" \" -f1,2 /etc/ssh/lab/ssh_host_ed25519_key.pub)\" "
         "> ~/.ssh/known_hosts' && mkdir -p -m 0700 ~/.ssh && "

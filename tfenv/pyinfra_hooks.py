@@ -149,7 +149,7 @@ def wait_for_go() -> None:
     if not gate:
         return
     received = b""
-    with os.fdopen(int(gate), "rb", buffering=0) as pipe:
+    with os.fdopen(int(gate), "rb", buffering=0, closefd=False) as pipe:
         while len(received) < 2:
             chunk = pipe.read(2 - len(received))
             if not chunk:

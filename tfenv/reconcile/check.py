@@ -72,20 +72,21 @@ class Started:
         self.log = Path(self._tmp.name, "pyinfra.log")
         self.out.touch()
         self._gate: int | None = None
-        pass_fds: tuple[int, ...] = ()
+        stdin: int = subprocess.DEVNULL
         if gated:
-            read_end, self._gate = os.pipe()
-            env = {**(env or os.environ), GATE_ENV: str(read_end)}
-            pass_fds = (read_end,)
+            # The gate is the run's stdin (pyinfra never reads it with --dry --json):
+            # pass_fds would also leak the write end into the child under gevent's
+            # Popen, and a child holding its own gate open never sees it close.
+            stdin, self._gate = os.pipe()
+            env = {**(env or os.environ), GATE_ENV: "0"}
         if collect:
             env = {**(env or os.environ), OUT_ENV: str(self.out)}
         with open(self.log, "wb") as log_file:
             self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env=env, pass_fds=pass_fds,
+                argv, stdin=stdin, stdout=log_file, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         if gated:
-            os.close(read_end)
+            os.close(stdin)
 
     def release(self, go: bool) -> None:
         """Let a gated run connect (``go``) or stop it before it connects to any host."""
