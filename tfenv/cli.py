@@ -352,6 +352,14 @@ if __name__ == "__main__":
     main()
 
 
+STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="History and reports (default: .tfenv/ by the inventory; TFENV_STATE_DIR).",
+)
+
+
 class _RunByDefault(click.Group):
     """``tfenv reconcile INVENTORY`` runs a check; ``history`` and ``merge`` are
     subcommands. Usage errors exit 3 (bad input), never 2 (which means drift)."""
@@ -414,12 +422,7 @@ def reconcile() -> None:
     default=None,
     help="Where report.json, report.html, tfenv.prom go (default: state dir).",
 )
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="History and reports (default: .tfenv/ by the inventory; TFENV_STATE_DIR).",
-)
+@STATE_DIR_OPTION
 @click.option(
     "--shard",
     default=None,
@@ -545,10 +548,8 @@ def _matching(inventory, limits: tuple[str, ...]) -> list:  # type: ignore[no-un
 def _record(state: Path, report):  # type: ignore[no-untyped-def]
     """The report with first-seen times from the history it was appended to; a history
     that cannot be written is said, and the reports are still written."""
-    from tfenv.reconcile.run import record
-
     try:
-        return record(state, report)
+        return history.record_run(state, report)
     except TfenvError as exc:
         click.secho(f"tfenv: history not recorded: {exc}", fg="red", err=True)
         return report
@@ -613,12 +614,7 @@ def _secret_values(specs, base: Path) -> list[str]:  # type: ignore[no-untyped-d
     show_default=True,
     help="The inventory whose .tfenv/ holds the history.",
 )
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="State directory (default: .tfenv/ by the inventory; TFENV_STATE_DIR).",
-)
+@STATE_DIR_OPTION
 def reconcile_history(host: str | None, inventory: str, state_dir: str | None) -> None:
     """Drift per host and field: first seen, last seen, fixed at."""
     state = history.state_dir_for(Path(inventory), state_dir, create=False)

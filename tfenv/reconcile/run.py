@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tfenv.reconcile import history
 from tfenv.reconcile.check import (
     Progress,
     Started,
@@ -27,7 +26,6 @@ from tfenv.reconcile.html import render_html
 from tfenv.reconcile.prom import render_prom
 from tfenv.reconcile.report import HostResult, Item, Report, now_iso
 
-REPORT_FILES = ("report.json", "report.html", "tfenv.prom")
 REDACTED = "(redacted)"
 BUSY_COMMAND = "in use: wait until it is idle, or now: tfenv reconcile --apply --force-busy"
 LOG_NAME = "pyinfra.log"  # the last run's pyinfra output, in the state directory
@@ -144,11 +142,6 @@ def write_reports(directory: Path, texts: dict[str, str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
         write_atomic(directory / name, text)
-
-
-def record(state_dir: Path, report: Report) -> Report:
-    """Append the run to the history; the report with each item's first-seen time."""
-    return history.record_run(state_dir, report)
 
 
 def summary(report: Report) -> str:
