@@ -33,3 +33,6 @@ lab = [
     )
     for _host in _state.hosts
 ]
+
+# The lab's first host takes new images first (tfenv rollout start).
+canary = [_state.hosts[0].name] if _state.hosts else []

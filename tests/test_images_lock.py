@@ -88,10 +88,10 @@ def test_long_keys_are_shortened_in_messages(tmp_path: Path) -> None:
     # repr of 58 characters plus quotes is exactly 60: shown whole; one more is cut.
     fits, cut = "k" * 58, "k" * 59
     _, issues = read(tmp_path, f"version: 1\nimages: {{}}\n{fits}: 1\n")
-    assert issues == [LockIssue(fits, "only the keys 'version' and 'images'", repr(fits))]
+    assert issues == [LockIssue(fits, "only the keys 'version', 'images' and 'promoted'", repr(fits))]
     _, issues = read(tmp_path, f"version: 1\nimages: {{}}\n{cut}: 1\n")
     assert issues == [
-        LockIssue(cut, "only the keys 'version' and 'images'", "'" + "k" * 56 + "...")
+        LockIssue(cut, "only the keys 'version', 'images' and 'promoted'", "'" + "k" * 56 + "...")
     ]
 
 
@@ -173,8 +173,8 @@ def test_unknown_keys_and_version() -> None:
     data = {"zeta": 1, "alpha": 2, "images": {REF: {"digest": A}}}
     lock, issues = parse_lock(Path("l.yaml"), data)
     assert issues == [
-        LockIssue("alpha", "only the keys 'version' and 'images'", "'alpha'"),
-        LockIssue("zeta", "only the keys 'version' and 'images'", "'zeta'"),
+        LockIssue("alpha", "only the keys 'version', 'images' and 'promoted'", "'alpha'"),
+        LockIssue("zeta", "only the keys 'version', 'images' and 'promoted'", "'zeta'"),
         LockIssue("version", "lock format version 1", "None"),
     ]
     assert lock == ImageLock(Path("l.yaml"), {REF: LockedImage(REF, A)})

@@ -66,6 +66,7 @@ def test_page_shows_run_totals_and_exit_code() -> None:
         "drift": "1",
         "needs_a_person": "0",
         "unreachable": "1",
+        "rollout_in_progress": "0",
         "items": "1",
     }
 

@@ -118,7 +118,7 @@ def lock(inventory: str, check: bool) -> None:
     Images: the declared containers' and gpu_check_image, plus every entry
     already in the lock. Registry logins and CAs come from the declared data.
     """
-    from tfenv.images.lock import dump_lock
+    from tfenv.images.lock import dump_lock, read_lock
     from tfenv.images.locking import lock_changes, plan_locks, resolve_plan
 
     base = Path(os.getcwd())
@@ -143,7 +143,8 @@ def lock(inventory: str, check: bool) -> None:
         if changes or not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(path.suffix + ".tmp")
-            temporary.write_text(dump_lock(resolved))
+            # What rollouts promoted stays: only a rollout changes it.
+            temporary.write_text(dump_lock(resolved, read_lock(path)[0].promoted))
             temporary.replace(path)  # never a half-written lock
             click.echo(f"{path}: written ({len(changes)} change(s))")
         else:
@@ -649,3 +650,12 @@ def reconcile_merge(reports: tuple[str, ...], report_dir: str) -> None:
     hosts, code = len(merged.hosts), merged.exit_code
     click.echo(f"merged {len(loaded)} report(s): {hosts} host(s), exit {code}")
     sys.exit(merged.exit_code)
+
+
+def _add_rollout() -> None:
+    from tfenv.rollout.cli import rollout
+
+    main.add_command(rollout)
+
+
+_add_rollout()

@@ -15,6 +15,7 @@ SEAL_SUFFIX = ".tfenv-seal"  # beside every file tfenv wrote a secret or key to
 
 # -- /var/lib/tfenv: state that outlives every container ----------------------
 STATE_DIR = "/var/lib/tfenv/containers"  # STATE_DIR/CONTAINER/{home,ssh-host-keys}
+ROLLOUT_LOCK_DIR = "/var/lib/tfenv/rollouts"  # one rollout per container group: see rollout_lock
 NFS_HOMES = ".tfenv-homes"  # MOUNT_POINT/.tfenv-homes/CONTAINER: homes on an NFS export
 
 # -- systemd ----------------------------------------------------------------
@@ -27,6 +28,12 @@ ENV_NAMES_LABEL = "tfenv.env-names"  # the variables tfenv set: a removed one is
 LABEL_NAMES_LABEL = "tfenv.label-names"
 SECRETS_LABEL = "tfenv.secrets"  # digest of the secrets' seals: a changed value restarts
 SSH_PORT_LABEL = "tfenv.ssh-port"  # sshd's port inside: the busy check counts its sessions
+# A rollout's container carries these (tfenv rollout): the hosts' own record of
+# which rollout moved them, from which digest, to which one.
+ROLLOUT_ID_LABEL = "tfenv.rollout.id"
+ROLLOUT_FROM_LABEL = "tfenv.rollout.from"  # the previous image, name@sha256:...
+ROLLOUT_TO_LABEL = "tfenv.rollout.to"  # the image the rollout put there, name@sha256:...
+ROLLOUT_LABELS = (ROLLOUT_ID_LABEL, ROLLOUT_FROM_LABEL, ROLLOUT_TO_LABEL)
 PREVIOUS_SUFFIX = ".tfenv-previous"  # the old container, kept stopped until the new one runs
 LOCK_DIR = "/run/lock"  # LOCK_DIR/tfenv-container-NAME.lock: one replacement at a time
 
@@ -64,3 +71,9 @@ def nfs_checkpoints(mount_point: str, container: str) -> str:
 def container_lock(container: str) -> str:
     """Held (flock) while ``container`` is replaced: a second run waits for the first."""
     return f"{LOCK_DIR}/tfenv-container-{container}.lock"
+
+
+def rollout_lock(container: str) -> str:
+    """On a rollout's first canary host: which rollout of ``container`` runs (JSON:
+    id, owner, started), so a second control machine refuses to start another."""
+    return f"{ROLLOUT_LOCK_DIR}/{container}.lock"

@@ -91,6 +91,8 @@ class DesiredContainer:
     needs_mounted: tuple[str, ...] = ()
     replace: ReplacePolicy = DEFAULT_REPLACE
     jupyter: bool = False
+    # tfenv rollout's labels (id, from, to: see tfenv.layout) on a container it moved
+    rollout: tuple[tuple[str, str], ...] = ()
 
     @property
     def tfenv_labels(self) -> dict[str, str]:
@@ -101,6 +103,7 @@ class DesiredContainer:
             LABEL_NAMES_LABEL: ",".join(name for name, _ in self.labels),
             SECRETS_LABEL: self.secrets_digest,
             SSH_PORT_LABEL: str(self.ssh_port),
+            **dict(self.rollout),
         }
 
 

@@ -43,3 +43,12 @@ def registry_inputs(
         if declared.ca_file:
             cas[registry] = resolve_path(declared.ca_file, base).read_text()
     return logins, cas
+
+
+def pinned_image(spec: NodeSpec, reference: str) -> str:
+    """``name@sha256:...`` that a container declaring ``reference`` runs (through the
+    lock, and what a completed rollout promoted in its place: see the lock's ``promoted``)."""
+    locked = spec.image_lock.resolve(reference) if spec.image_lock else None
+    if locked is None:  # the model checked it: only a lock edited mid-run gets here
+        raise DeployError(f"{spec.host}: {reference} is not pinned in the lock; run tfenv lock")
+    return locked.pinned

@@ -14,13 +14,13 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.context import ctx_host, ctx_state
 
-from tfenv.containers.desired import desired_container, mounted_secrets
+from tfenv.containers.desired import DesiredContainer, desired_container, mounted_secrets
 from tfenv.deploys.gpu_base import gpu_base
-from tfenv.deploys.spec import secret_value
+from tfenv.deploys.spec import pinned_image, secret_value
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.layout import PREVIOUS_SUFFIX, secret_path
-from tfenv.model.spec import NodeSpec
+from tfenv.model.spec import Container, NodeSpec
 from tfenv.operations.container_health import container_health, node_summary
 from tfenv.operations.nfs_mount import nfs_mount
 from tfenv.operations.sealed_file import seal_of
@@ -49,6 +49,27 @@ def read_both(exec_probes: bool) -> tuple[TfNodeState, GpuHostState]:
     return jobs[0].value, jobs[1].value
 
 
+def declared_container(
+    spec: NodeSpec, name: str, container: Container, node: TfNodeState
+) -> DesiredContainer:
+    """``container`` resolved for ``docker run`` (the lock's image), with its secret
+    files and authorized keys put in place first (an operation)."""
+    values = {secret: secret_value(spec, secret) for secret in mounted_secrets(container)}
+    seals = {secret: seal_of(secret_path(name, secret), value) for secret, value in values.items()}
+    desired = desired_container(
+        name, container, pinned_image(spec, container.image), spec.nfs_mounts, seals,
+        spec.publish_address,
+    )  # fmt: skip
+    container_files(
+        name=f"Secret files and authorized keys of {name}",
+        desired=desired,
+        secrets=values,
+        authorized_keys="".join(key.strip() + "\n" for key in container.authorized_keys),
+        observed=node,
+    )
+    return desired
+
+
 @deploy("TF node")
 def tf_node_deploy(spec: NodeSpec) -> None:
     node, observed_host = read_both(exec_allowed())
@@ -69,22 +90,7 @@ def tf_node_deploy(spec: NodeSpec) -> None:
             observed_host=observed_host,
         )
     for name, container in sorted(spec.containers.items()):
-        assert spec.image_lock is not None  # the model requires a lock for containers
-        pinned = spec.image_lock.images[container.image].pinned
-        values = {secret: secret_value(spec, secret) for secret in mounted_secrets(container)}
-        seals = {
-            secret: seal_of(secret_path(name, secret), value) for secret, value in values.items()
-        }
-        desired = desired_container(
-            name, container, pinned, spec.nfs_mounts, seals, spec.publish_address
-        )
-        container_files(
-            name=f"Secret files and authorized keys of {name}",
-            desired=desired,
-            secrets=values,
-            authorized_keys="".join(key.strip() + "\n" for key in container.authorized_keys),
-            observed=node,
-        )
+        desired = declared_container(spec, name, container, node)
         tf_container(
             name=f"Container {name} ({container.image})",
             desired=desired,

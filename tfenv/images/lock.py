@@ -10,10 +10,20 @@ Format::
       registry.example.com/ml/tensorflow:2.17.0-gpu:
         digest: sha256:<64 hex>          # manifest (or index) digest
         platform_digest: sha256:<64 hex> # optional: linux/amd64 manifest of an index
+    promoted:                            # optional, written by `tfenv rollout` on completion
+      registry.example.com/ml/tensorflow:2.17.0-gpu:
+        to: registry.example.com/ml/tensorflow:2.18.0-gpu   # pinned under images:
+        rollout: r-20261127-101500-1a2b                     # the rollout that promoted it
+
+A container that declares a promoted ``name:tag`` runs its ``to`` image: a
+completed rollout moves the fleet without rewriting anyone's group data.
+Change the group data to the new tag when convenient; the entry then no
+longer applies and ``tfenv lock`` keeps it only while it is still declared.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +34,7 @@ from tfenv.errors import TfenvError
 from tfenv.images.reference import DIGEST_RE, parse_ref, pinned_tag_problem
 
 LOCK_VERSION = 1
+ROLLOUT_ID_RE = re.compile(r"r-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}", re.ASCII)
 SHOWN = 60  # at most this many characters of a value are echoed in an error
 MAX_LOCK_BYTES = 4 * 1024 * 1024
 
@@ -84,12 +95,29 @@ class LockIssue:
 
 
 @dataclass(frozen=True)
+class Promotion:
+    to: str  # name:tag, pinned under images
+    rollout: str  # the rollout that promoted it
+
+
+@dataclass(frozen=True)
 class ImageLock:
     path: Path
     images: dict[str, LockedImage] = field(default_factory=dict)
+    promoted: dict[str, Promotion] = field(default_factory=dict)
 
     def get(self, reference: str) -> LockedImage | None:
         return self.images.get(reference)
+
+    def effective(self, reference: str) -> str:
+        """The ``name:tag`` a container declaring ``reference`` runs (a rollout may
+        have promoted another one in its place)."""
+        promotion = self.promoted.get(reference)
+        return promotion.to if promotion else reference
+
+    def resolve(self, reference: str) -> LockedImage | None:
+        """The locked image a container declaring ``reference`` runs."""
+        return self.images.get(self.effective(reference))
 
 
 def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
@@ -98,9 +126,11 @@ def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
     images: dict[str, LockedImage] = {}
     if not isinstance(data, dict):
         return ImageLock(path), [LockIssue("", "a mapping with 'version' and 'images'")]
-    unknown = sorted(set(data) - {"version", "images"})
+    unknown = sorted(set(data) - {"version", "images", "promoted"})
     for key in unknown:
-        issues.append(LockIssue(key, "only the keys 'version' and 'images'", _short(key)))
+        issues.append(
+            LockIssue(key, "only the keys 'version', 'images' and 'promoted'", _short(key))
+        )
     if data.get("version") != LOCK_VERSION:
         issues.append(
             LockIssue("version", f"lock format version {LOCK_VERSION}", _short(data.get("version")))
@@ -145,7 +175,38 @@ def parse_lock(path: Path, data: Any) -> tuple[ImageLock, list[LockIssue]]:
             )
             continue
         images[str(reference)] = LockedImage(str(reference), digest, platform)
-    return ImageLock(path, images), issues
+    promoted = _promotions(data.get("promoted") or {}, images, issues)
+    return ImageLock(path, images, promoted), issues
+
+
+def _promotions(
+    entries: Any, images: dict[str, LockedImage], issues: list[LockIssue]
+) -> dict[str, Promotion]:
+    if not isinstance(entries, dict):
+        issues.append(LockIssue("promoted", "a mapping of name:tag to {to: ..., rollout: ...}"))
+        return {}
+    promoted: dict[str, Promotion] = {}
+    for reference, entry in entries.items():
+        where = f"promoted[{_short(reference)}]"
+        why = pinned_tag_problem(str(reference))
+        if why:
+            issues.append(LockIssue(where, why, _short(reference)))
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"to", "rollout"}:
+            issues.append(LockIssue(where, "a mapping with exactly 'to' and 'rollout'"))
+            continue
+        to, rollout = entry["to"], entry["rollout"]
+        if not isinstance(to, str) or to not in images:
+            issues.append(LockIssue(f"{where}.to", "a name:tag pinned under images", _short(to)))
+            continue
+        if to in entries:
+            issues.append(LockIssue(f"{where}.to", "an image that is not promoted itself", to))
+            continue
+        if not isinstance(rollout, str) or not ROLLOUT_ID_RE.fullmatch(rollout):
+            issues.append(LockIssue(f"{where}.rollout", "a rollout id", _short(rollout)))
+            continue
+        promoted[str(reference)] = Promotion(to, rollout)
+    return promoted
 
 
 def read_lock(path: Path) -> tuple[ImageLock, list[LockIssue]]:
@@ -172,7 +233,7 @@ def read_lock(path: Path) -> tuple[ImageLock, list[LockIssue]]:
     return parse_lock(path, data)
 
 
-def dump_lock(images: dict[str, LockedImage]) -> str:
+def dump_lock(images: dict[str, LockedImage], promoted: dict[str, Promotion] | None = None) -> str:
     """Render a lock file, sorted so that rewrites give small diffs."""
     body: dict[str, Any] = {"version": LOCK_VERSION, "images": {}}
     for reference in sorted(images):
@@ -181,5 +242,10 @@ def dump_lock(images: dict[str, LockedImage]) -> str:
         if image.platform_digest:
             entry["platform_digest"] = image.platform_digest
         body["images"][reference] = entry
+    if promoted:
+        body["promoted"] = {
+            reference: {"to": promoted[reference].to, "rollout": promoted[reference].rollout}
+            for reference in sorted(promoted)
+        }
     header = "# Written by `tfenv lock`: each pinned name:tag and its digest.\n"
     return header + yaml.safe_dump(body, sort_keys=False)

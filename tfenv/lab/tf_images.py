@@ -37,13 +37,19 @@ BASE_FILES = (
 class Release:
     tag: str
     broken: bool = False
+    simulate: str = ""  # "slow" or "drift": a SIMULATED regression (files/lab-sim-*.py)
 
 
 RELEASES = (
     Release(f"{TF_VERSION}-lab1"),
     Release(f"{TF_VERSION}-lab2"),
     Release(f"{TF_VERSION}-lab3-broken", broken=True),
+    # Healthy, but model calls take about twice as long (the rollout's p99 gate).
+    Release(f"{TF_VERSION}-lab4-slow", simulate="slow"),
+    # Healthy and fast, but model outputs shifted (the rollout's KL gate).
+    Release(f"{TF_VERSION}-lab5-drift", simulate="drift"),
 )
+SIM_FILES = ("lab-sim-slow.py", "lab-sim-drift.py")
 
 
 def _file(name: str) -> str:
@@ -73,20 +79,57 @@ def ensure_tf_base() -> str:
 def ensure_releases(base: str) -> dict[str, str]:
     """Local image per release tag, each one small layer over ``base``."""
     dockerfile = _file("tf-release.Dockerfile")
+    files = {name: _file(name) for name in SIM_FILES}
     return {
         release.tag: build_image(
             "tfenv-lab/tf",
             dockerfile,
-            args={"BASE": base, "RELEASE": release.tag, "BROKEN": "1" if release.broken else ""},
+            files,
+            args={
+                "BASE": base,
+                "RELEASE": release.tag,
+                "BROKEN": "1" if release.broken else "",
+                "SIMULATE": release.simulate,
+            },
             what=f"lab release {release.tag}",
         )
         for release in RELEASES
     }
 
 
+MODEL_SCRIPT = """
+import numpy as np, sys, tensorflow as tf
+class Reference(tf.Module):
+    def __init__(self):
+        rng = np.random.default_rng(7)
+        self.w1 = tf.Variable(rng.normal(size=(64, 256)).astype("float32") * 0.2)
+        self.w2 = tf.Variable(rng.normal(size=(256, 10)).astype("float32") * 0.2)
+    @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32)])
+    def serve(self, x):
+        return tf.nn.softmax(tf.matmul(tf.nn.relu(tf.matmul(x, self.w1)), self.w2))
+model = Reference()
+tf.saved_model.save(model, sys.argv[1], signatures={"serving_default": model.serve})
+"""
+
+
+def ensure_reference_model(base: str, exports: Path, container: str = "dev") -> Path:
+    """The rollout probe's reference SavedModel (a small fixed classifier) on the lab's
+    NFS export, where container ``container`` sees its checkpoints (made once)."""
+    target = exports / "checkpoints" / container / "tfenv-canary" / "reference-model"
+    if (target / "saved_model.pb").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with step(f"Saving the reference model for rollout probes to {target}"):
+        run(["docker", "run", "--rm", "-v", f"{target.parent.resolve()}:/out", base, "sh", "-c",
+             'python3 -c "$0" /out/reference-model && chmod -R a+rX /out', MODEL_SCRIPT],
+            timeout=600)  # fmt: skip
+    return target
+
+
 def push_all(registry: LabRegistry, lab_dir: Path) -> dict[str, LockedImage]:
     """Build (if needed) and push every lab image; return the lock entries by reference."""
     base = ensure_tf_base()
+    ensure_reference_model(base, lab_dir / "nfs" / "exports")
     local = {f"{REPOSITORY}:{tag}": image for tag, image in ensure_releases(base).items()}
     local[f"{DEBIAN_REPOSITORY}:bookworm"] = BASE_IMAGE
     # The push logs in with the lab's own client config, never ~/.docker.

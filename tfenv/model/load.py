@@ -287,7 +287,7 @@ def _check_locked_image(host: str, field: str, image: str, lock: ImageLock | Non
         yield Problem(host, field, why, _short(image))
     elif lock is None:
         yield Problem(host, "image_lock", f"a lock file path, since {field} names an image")
-    elif lock.get(image) is None:
+    elif lock.resolve(image) is None:
         yield Problem(
             host, field, f"an image pinned in {lock.path.name} (run: tfenv lock)", _short(image)
         )

@@ -329,6 +329,36 @@ class ReplacePolicy(Strict):
     idle_minutes: int = Field(default=30, ge=0, le=10080)
 
 
+PROBE_ARG = r"^[A-Za-z0-9_./=:,+@%-]{1,256}$"
+ProbeArg = Annotated[str, Field(pattern=PROBE_ARG)]
+
+
+class CanaryGates(Strict):
+    """Thresholds of a rollout's metric gates: the new container against the
+    baseline measured on the old one, on the same host."""
+
+    p99_factor: float = Field(default=1.5, ge=1.0, le=100.0)
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    kl_divergence: float = Field(default=0.05, ge=0.0, le=100.0)
+    gpu_memory_factor: float = Field(default=1.2, ge=1.0, le=100.0)
+
+
+class Canary(Strict):
+    """How ``tfenv rollout`` measures this container (baseline, then the new image).
+
+    ``probe``: the command (argv) run inside the container, printing one JSON
+    object of metrics; empty: tfenv's own probe, which loads the reference
+    SavedModel at ``model`` (default: ``CHECKPOINTS/tfenv-canary/reference-model``)
+    and runs ``inferences`` calls on fixed inputs.
+    """
+
+    model: MountPath | None = None
+    probe: tuple[ProbeArg, ...] = ()
+    inferences: int = Field(default=300, ge=10, le=100000)
+    health_timeout: int = Field(default=180, ge=10, le=3600, description="seconds")
+    gates: CanaryGates = CanaryGates()
+
+
 class Container(Strict):
     image: str = Field(min_length=1, description="name:tag, resolved through the image lock")
     user: User
@@ -350,6 +380,7 @@ class Container(Strict):
     # Least privilege: every capability is dropped; add back only what is named.
     cap_add: tuple[Capability, ...] = ()
     read_only: bool = False  # a read-only root filesystem (tmpfs on /tmp and /run)
+    canary: Canary = Canary()  # how a rollout measures it
 
     @field_validator("authorized_keys")
     @classmethod

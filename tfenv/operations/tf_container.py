@@ -27,8 +27,15 @@ from tfenv.containers.docker_up import wait_for_docker
 from tfenv.containers.drift import Drift, drift
 from tfenv.containers.options import run_arguments
 from tfenv.drift import record
-from tfenv.facts.tf_node import TfNodeState, tf_node
-from tfenv.layout import PREVIOUS_SUFFIX, secret_path
+from tfenv.facts.tf_node import ObservedContainer, TfNodeState, tf_node
+from tfenv.layout import (
+    PREVIOUS_SUFFIX,
+    ROLLOUT_FROM_LABEL,
+    ROLLOUT_ID_LABEL,
+    ROLLOUT_LABELS,
+    ROLLOUT_TO_LABEL,
+    secret_path,
+)
 from tfenv.model.secrets import SecretValue
 from tfenv.operations.failure import fail_host
 from tfenv.operations.image import pull_command
@@ -170,6 +177,24 @@ def _differences(differences: list[Drift]) -> str:
     return f"{len(differences)} field(s) differ:\n{lines}"
 
 
+def rollout_in_progress(desired: DesiredContainer, current: ObservedContainer) -> str | None:
+    """The id of the rollout that moved ``current`` off the declared image, if one did.
+
+    Its labels say which rollout, from which image, to which one. While the
+    declared image is still the one it moved from (the lock advances only when
+    the rollout completes) and the container runs the one it moved to, the
+    image is the rollout's business: the deploy neither rolls it back nor
+    treats it as drift. Declaring another image ends that.
+    """
+    labels = current.labels
+    if desired.rollout or not labels.get(ROLLOUT_ID_LABEL):
+        return None
+    moved_from, moved_to = labels.get(ROLLOUT_FROM_LABEL), labels.get(ROLLOUT_TO_LABEL)
+    if moved_from == desired.image and moved_to == current.image != desired.image:
+        return labels[ROLLOUT_ID_LABEL]
+    return None
+
+
 def is_forced(value: object) -> bool:
     """``--data force_busy=true`` (a string from the command line, or a bool)."""
     return str(value).strip().lower() in ("1", "true", "yes")
@@ -177,7 +202,10 @@ def is_forced(value: object) -> bool:
 
 @operation()
 def tf_container(
-    desired: DesiredContainer, observed: TfNodeState | None = None, force_busy: bool = False
+    desired: DesiredContainer,
+    observed: TfNodeState | None = None,
+    force_busy: bool = False,
+    follow_rollout: bool = True,
 ):
     """
     Run ``desired`` as declared: create it, leave it, start it, or recreate it on drift.
@@ -186,6 +214,8 @@ def tf_container(
     + observed: the host's TfNodeState, if already read
     + force_busy: replace a container in use whatever its ``replace`` policy
       (its users' terminals get a notice first)
+    + follow_rollout: leave the image a rollout in progress put there (see
+      :func:`rollout_in_progress`); tfenv rollout itself passes False
 
     A container in use is replaced as ``desired.replace.policy`` says:
     ``when-idle`` leaves it and reports the replacement as pending (the host
@@ -237,10 +267,22 @@ def tf_container(
         yield _locked(desired, StringCommand("docker", "run", "-d", *run_arguments(desired),
                                              ">/dev/null"))  # fmt: skip
         return
+    rollout = rollout_in_progress(desired, current) if follow_rollout else None
+    if rollout:
+        record("containers", f"{desired.name}.image", desired.image, current.image,
+               action="rollout", command=f"tfenv rollout status {rollout}")  # fmt: skip
+        _say(
+            desired.name,
+            f"rollout {rollout} in progress: it runs {current.image} "
+            f"(declared {desired.image} until the rollout completes); image left as it is",
+        )
+        kept = tuple((label, current.labels[label]) for label in ROLLOUT_LABELS)
+        desired = dataclasses.replace(desired, image=current.image, rollout=kept)
     differences = drift(desired, current)
     if not differences:
         if current.running:
-            host.noop(f"{desired.name} runs as declared")
+            during = f" (rollout {rollout} in progress)" if rollout else ""
+            host.noop(f"{desired.name} runs as declared{during}")
         else:
             record("containers", f"{desired.name}.running", "running", current.status)
             yield from _prepare(desired)  # its home and exports, as for a new one

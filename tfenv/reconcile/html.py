@@ -34,19 +34,31 @@ EXIT_MEANINGS = {
 }
 
 # The sign in each grid cell, so that a status is not told by colour alone.
-MARKS = {"clean": "✓", "drift": "~", "needs-a-person": "!", "unreachable": "✗"}
+MARKS = {
+    "clean": "✓",
+    "rollout-in-progress": "→",
+    "drift": "~",
+    "needs-a-person": "!",
+    "unreachable": "✗",
+}
 
 LABELS = {
     "clean": "clean",
+    "rollout-in-progress": "rollout in progress (not drift)",
     "drift": "drift (--apply fixes it)",
     "needs-a-person": "needs a person",
     "unreachable": "not checked",
 }
 
-ACTIONS = {"apply": "--apply fixes it", "person": "needs a person"}
+ACTIONS = {
+    "apply": "--apply fixes it",
+    "person": "needs a person",
+    "rollout": "rollout in progress",
+}
 
 CSS = """
-:root { --clean: #cdebd3; --drift: #ffe08a; --person: #f7a8a0; --unreachable: #c8c8d0; }
+:root { --clean: #cdebd3; --drift: #ffe08a; --person: #f7a8a0; --unreachable: #c8c8d0;
+        --rollout: #c9def7; }
 * { box-sizing: border-box; }
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        margin: 1.5em; color: #1d1d1f; background: #fff; }
@@ -79,6 +91,7 @@ td.cell { text-align: center; cursor: pointer; min-width: 2.2em; font-weight: 70
 td.cell:hover, td.cell:focus { outline: 2px solid #1d1d1f; outline-offset: -2px; }
 .cell-clean, .st-clean { background: var(--clean); }
 .cell-drift, .st-drift { background: var(--drift); }
+.cell-rollout-in-progress, .st-rollout-in-progress { background: var(--rollout); }
 .cell-needs-a-person, .st-needs-a-person { background: var(--person); }
 .cell-unreachable, .st-unreachable { background: var(--unreachable); }
 .badge { display: inline-block; padding: 0 .5em; border-radius: 3px; border: 1px solid #999; }
@@ -188,6 +201,7 @@ def _totals(report: Report) -> str:
         ("drift", "drift"),
         ("needs_a_person", "need a person"),
         ("unreachable", "unreachable"),
+        ("rollout_in_progress", "rollout in progress"),
         ("items", "drift items"),
     ]
     items = "".join(

@@ -42,7 +42,7 @@ def render_prom(report: Report, exit_code: int | None = None) -> str:
         "drift_items": [
             (
                 {"host": h.name, "area": area, **shard},
-                sum(1 for item in h.items if item.area == area),
+                sum(1 for item in h.items if item.area == area and item.action != "rollout"),
             )
             for h in hosts
             if h.checked

@@ -31,14 +31,15 @@ AREAS = (
 )
 
 # Item actions: "apply" = the tf_node deploy fixes it unattended (reconcile --apply);
-# "person" = it needs a person (the item's command says what to run).
-ACTIONS = ("apply", "person")
+# "person" = it needs a person (the item's command says what to run);
+# "rollout" = not drift: a rollout in progress put it there (its command: tfenv rollout status ID).
+ACTIONS = ("apply", "person", "rollout")
 
 # Exit codes, like terraform plan -detailed-exitcode.
 EXIT_CLEAN, EXIT_UNCHECKED, EXIT_DRIFT, EXIT_BAD_INPUT = 0, 1, 2, 3
 
 # Host and area statuses, worst first.
-STATUSES = ("unreachable", "needs-a-person", "drift", "clean")
+STATUSES = ("unreachable", "needs-a-person", "drift", "rollout-in-progress", "clean")
 
 
 def now_iso() -> str:
@@ -87,7 +88,9 @@ class HostResult:
 def _worst(items: list[Item]) -> str:
     if any(item.action == "person" for item in items):
         return "needs-a-person"
-    return "drift" if items else "clean"
+    if any(item.action == "apply" for item in items):
+        return "drift"
+    return "rollout-in-progress" if items else "clean"
 
 
 @dataclass
@@ -106,7 +109,7 @@ class Report:
         """1 if any targeted host was not checked, else 2 on any drift, else 0."""
         if any(not h.checked for h in self.hosts.values()):
             return EXIT_UNCHECKED
-        if any(h.items for h in self.hosts.values()):
+        if any(item.action != "rollout" for h in self.hosts.values() for item in h.items):
             return EXIT_DRIFT
         return EXIT_CLEAN
 
@@ -120,7 +123,8 @@ class Report:
             "drift": statuses.count("drift"),
             "needs_a_person": statuses.count("needs-a-person"),
             "unreachable": statuses.count("unreachable"),
-            "items": sum(len(h.items) for h in self.hosts.values()),
+            "rollout_in_progress": statuses.count("rollout-in-progress"),
+            "items": sum(1 for h in self.hosts.values() for i in h.items if i.action != "rollout"),
         }
 
     def to_json(self) -> dict:

@@ -164,7 +164,8 @@ def summary(report: Report) -> str:
     totals = report.totals
     lines.append(
         f"{totals['hosts']} host(s): {totals['clean']} clean, {totals['drift']} with drift, "
-        f"{totals['needs_a_person']} needing a person, {totals['unreachable']} not checked; "
+        f"{totals['needs_a_person']} needing a person, {totals['unreachable']} not checked, "
+        f"{totals['rollout_in_progress']} in a rollout; "
         f"{totals['items']} drift item(s); exit {report.exit_code}"
     )
     return "\n".join(lines)

@@ -1,0 +1,303 @@
+"""``tfenv rollout``: start, watch, resume, promote, roll back a canary rollout.
+
+Thin: validation and the plan come from :mod:`tfenv.rollout.start`, the work
+from :class:`tfenv.rollout.run.Controller`, the state from
+:mod:`tfenv.rollout.journal`. Exit codes: 0 done (or waiting for promote),
+1 a gate failed (paused, or rolled back), 2 paused (a host unreachable or a
+container busy; resume later), 3 refused before anything changed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from tfenv.reconcile import history
+from tfenv.rollout.journal import FINAL, Journal, JournalError, Rollout
+from tfenv.rollout.plan import DEFAULT_WAVES, PlanError, parse_duration, parse_waves
+from tfenv.rollout.run import EXIT_BAD_INPUT, Controller, RolloutError
+
+INVENTORY_OPTION = click.option(
+    "--inventory",
+    default="inventories/gpu.py",
+    show_default=True,
+    help="The inventory whose .tfenv/ holds the rollout journal.",
+)
+STATE_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Journal and audit log (default: .tfenv/ by the inventory; TFENV_STATE_DIR).",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="A JSON summary on stdout.")
+
+
+def _refuse(message: str) -> None:
+    click.secho(f"{message}\nNothing was changed (exit 3).", fg="red", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _say(text: str) -> None:
+    click.echo(f"rollout: {text}", err=True)
+
+
+def _journal(inventory: str, state_dir: str | None) -> Journal:
+    try:
+        return Journal(history.state_dir_for(Path(inventory), state_dir))
+    except JournalError as exc:
+        _refuse(str(exc))
+        raise  # never reached
+
+
+@contextmanager
+def _driving(journal: Journal, container: str) -> Iterator[None]:
+    """One tfenv process drives a container group's rollout at a time on this state
+    directory (the lock file on the canary host covers other control machines)."""
+    handle = open(journal.state_dir / f"rollout-{container}.lock", "a+")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        _refuse(f"another tfenv rollout ({handle.read().strip() or 'a process'}) is driving "
+                f"the {container} rollout from {journal.state_dir}")  # fmt: skip
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def summary(journal: Journal, rollout: Rollout, code: int) -> dict:
+    """The machine-readable summary (--json): the rollout, each host's last steps."""
+    hosts: dict[str, dict] = {}
+    for step in journal.steps(rollout.id):
+        entry = hosts.setdefault(step["host"], {"wave": step["wave"] + 1, "steps": {}})
+        entry["steps"][step["step"]] = {"state": step["state"], "at": step["at"],
+                                        **step["detail"]}  # fmt: skip
+    return {
+        "schema": "tfenv.rollout/1",
+        "id": rollout.id,
+        "container": rollout.container,
+        "to": rollout.to_ref,
+        "to_image": rollout.to_image,
+        "status": rollout.status,
+        "reason": rollout.reason,
+        "wave": rollout.wave,
+        "waves": rollout.waves,
+        "exit_code": code,
+        "hosts": hosts,
+    }
+
+
+def _finish(journal: Journal, rollout: Rollout, code: int, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary(journal, rollout, code), indent=2, sort_keys=True))
+    else:
+        click.echo(f"{rollout.id}: {rollout.status}" + (f" ({rollout.reason})" if rollout.reason
+                                                        else ""))  # fmt: skip
+    sys.exit(code)
+
+
+@click.group()
+def rollout() -> None:
+    """Canary rollouts of a new image across the fleet (see docs/rollout.md)."""
+
+
+@rollout.command("start")
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--container", required=True, help="The declared container to move.")
+@click.option("--to", "to_ref", required=True, help="The new image, name:tag.")
+@click.option("--waves", default=DEFAULT_WAVES, show_default=True,
+              help="How far each wave goes: hosts or shares, the last one 100%.")  # fmt: skip
+@click.option("--bake", default="0", show_default=True,
+              help="Wait this long after a wave (90s, 15m), then gate it again.")  # fmt: skip
+@click.option("--confirm", is_flag=True, help="Wait for `tfenv rollout promote` between waves.")
+@click.option("--on-failure", type=click.Choice(["pause", "rollback"]), default="pause",
+              show_default=True, help="On a failed gate: stop there, or roll back.")  # fmt: skip
+@click.option("--limit", "limits", multiple=True, metavar="HOST_OR_GROUP",
+              help="Only these hosts or groups (repeatable).")  # fmt: skip
+@STATE_OPTION
+@JSON_OPTION
+def start(inventory: str, container: str, to_ref: str, waves: str, bake: str, confirm: bool,
+          on_failure: str, limits: tuple[str, ...], state_dir: str | None,
+          as_json: bool) -> None:  # fmt: skip
+    """Roll CONTAINER of INVENTORY's hosts out to a new image, wave by wave."""
+    from tfenv.cli import _load, _matching
+    from tfenv.model.inventory import validate_hosts
+    from tfenv.model.problems import format_problems
+    from tfenv.rollout.start import build_rollout, plan_text
+
+    base = Path(os.getcwd())
+    try:
+        parse_waves(waves)
+        bake_seconds = parse_duration(bake)
+    except PlanError as exc:
+        _refuse(str(exc))
+    if not Path(inventory).is_file():
+        _refuse(f"INVENTORY {inventory}: no such file here ({base})")
+    hosts = _matching(_load(inventory, base), limits)
+    specs, problems = validate_hosts(hosts, base)
+    if problems:
+        click.echo(format_problems(problems), err=True)
+        _refuse(f"{inventory}: {len(problems)} problem(s) in the declared data")
+    journal = _journal(inventory, state_dir)
+    running = journal.active(container, inventory)
+    if running is not None:
+        _refuse(f"rollout {running.id} of {container} ({running.status}: to {running.to_ref}, "
+                f"by {running.owner}) is not finished. Finish it first: tfenv rollout "
+                f"resume|rollback {running.id}")  # fmt: skip
+    options = {"waves": waves, "bake": bake_seconds, "confirm": confirm, "on_failure": on_failure}
+    try:
+        planned = build_rollout(inventory, hosts, specs, container, to_ref, options, base, _say)
+    except RolloutError as exc:
+        _refuse(str(exc))
+    click.echo(plan_text(planned), err=True)
+    with _driving(journal, container):
+        journal.create(planned)
+        journal.audit(planned, "start", waves=planned.waves, options=options)
+        controller = Controller(journal, planned, _say)
+        try:
+            controller.acquire()
+        except RolloutError as exc:
+            planned.status, planned.reason = "aborted", f"not started: {exc}"
+            journal.save(planned)
+            journal.audit(planned, "refused", reason=str(exc))
+            _refuse(str(exc))
+        code = controller.drive()
+    _finish(journal, planned, code, as_json)
+
+
+def _load_rollout(journal: Journal, rollout_id: str) -> Rollout:
+    found = journal.get(rollout_id)
+    if found is None:
+        known = ", ".join(r.id for r in journal.all()[-5:]) or "none"
+        _refuse(f"no rollout {rollout_id} in {journal.state_dir} (recent: {known}); "
+                "pass --inventory or --state-dir of the machine that started it")  # fmt: skip
+        raise SystemExit(EXIT_BAD_INPUT)
+    return found
+
+
+def _continue(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool,
+              allowed: tuple[str, ...], verb: str) -> None:  # fmt: skip
+    journal = _journal(inventory, state_dir)
+    found = _load_rollout(journal, rollout_id)
+    if found.status not in allowed:
+        hint = {"waiting": f"it waits for: tfenv rollout promote {found.id}",
+                "completed": "it is complete", "aborted": "it was aborted"}.get(
+                    found.status, f"it is {found.status}")  # fmt: skip
+        _refuse(f"rollout {found.id} cannot be {verb}d: {hint}")
+    with _driving(journal, found.container):
+        found = _load_rollout(journal, rollout_id)  # as the last driver left it
+        journal.audit(found, verb, wave=found.wave + 1)
+        code = Controller(journal, found, _say).drive()
+    _finish(journal, found, code, as_json)
+
+
+@rollout.command("resume")
+@click.argument("rollout_id")
+@INVENTORY_OPTION
+@STATE_OPTION
+@JSON_OPTION
+def resume(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool) -> None:
+    """Go on with a paused (or interrupted) rollout from where it stopped."""
+    _continue(rollout_id, inventory, state_dir, as_json, ("running", "paused"), "resume")
+
+
+@rollout.command("promote")
+@click.argument("rollout_id")
+@INVENTORY_OPTION
+@STATE_OPTION
+@JSON_OPTION
+def promote(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool) -> None:
+    """Start the next wave of a rollout started with --confirm."""
+    _continue(rollout_id, inventory, state_dir, as_json, ("waiting",), "promote")
+
+
+def _back(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool,
+          event: str) -> None:  # fmt: skip
+    journal = _journal(inventory, state_dir)
+    found = _load_rollout(journal, rollout_id)
+    if found.status in FINAL:
+        _refuse(f"rollout {found.id} is {found.status} already")
+    with _driving(journal, found.container):
+        found = _load_rollout(journal, rollout_id)
+        reason = "rolled back by a person" if event == "rollback" else "aborted by a person"
+        code = Controller(journal, found, _say).rollback(reason, event)
+    _finish(journal, found, code, as_json)
+
+
+@rollout.command("rollback")
+@click.argument("rollout_id")
+@INVENTORY_OPTION
+@STATE_OPTION
+@JSON_OPTION
+def rollback(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool) -> None:
+    """Put every host the rollout moved back on its previous image; the rollout ends aborted."""
+    _back(rollout_id, inventory, state_dir, as_json, "rollback")
+
+
+@rollout.command("abort")
+@click.argument("rollout_id")
+@INVENTORY_OPTION
+@STATE_OPTION
+@JSON_OPTION
+def abort(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool) -> None:
+    """Stop a rollout for good: as rollback, recorded as aborted by a person."""
+    _back(rollout_id, inventory, state_dir, as_json, "abort")
+
+
+@rollout.command("status")
+@click.argument("rollout_id", required=False)
+@INVENTORY_OPTION
+@STATE_OPTION
+@JSON_OPTION
+def status(rollout_id: str | None, inventory: str, state_dir: str | None, as_json: bool) -> None:
+    """Where a rollout stands, host by host (the latest one without ROLLOUT_ID)."""
+    journal = _journal(inventory, state_dir)
+    if rollout_id is None:
+        every = journal.all()
+        if not every:
+            click.echo(f"no rollout recorded in {journal.state_dir}")
+            return
+        rollout_id = every[-1].id
+    found = _load_rollout(journal, rollout_id)
+    data = summary(journal, found, 0)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    click.echo(f"{found.id}: {found.container} -> {found.to_ref} ({found.to_image})")
+    click.echo(f"  status {found.status}, wave {min(found.wave + 1, len(found.waves))}/"
+               f"{len(found.waves)}, by {found.owner}, since {found.created}"
+               + (f"\n  {found.reason}" if found.reason else ""))  # fmt: skip
+    for number, wave in enumerate(found.waves, 1):
+        for host in wave:
+            steps = data["hosts"].get(host, {}).get("steps", {})
+            shown = ", ".join(f"{name} {step['state']}" for name, step in steps.items())
+            click.echo(f"  wave {number} {host}: {shown or 'not started'}")
+
+
+@rollout.command("history")
+@click.argument("rollout_id", required=False)
+@INVENTORY_OPTION
+@STATE_OPTION
+def rollout_history(rollout_id: str | None, inventory: str, state_dir: str | None) -> None:
+    """The audit log: every rollout event (who, when, from/to, wave, gates, decisions)."""
+    journal = _journal(inventory, state_dir)
+    lines = journal.audit_lines(rollout_id)
+    if not lines:
+        click.echo(f"no rollout events in {journal.audit_path}")
+        return
+    for line in lines:
+        skip = ("at", "who", "rollout", "event", "container", "from", "to")
+        extra = {k: v for k, v in line.items() if k not in skip}
+        click.echo(f"{line['at']} {line['rollout']} {line['event']:<14} {line['who']}  "
+                   + json.dumps(extra, sort_keys=True)[:400])  # fmt: skip

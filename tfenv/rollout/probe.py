@@ -1,0 +1,101 @@
+"""tfenv's default canary probe. It runs INSIDE a dev container, as its user:
+
+    docker exec -i CONTAINER python3 - MODEL INFERENCES < probe.py
+
+It loads the reference SavedModel at MODEL (its ``serving_default``
+signature), calls it INFERENCES times on fixed inputs (the same on every run,
+every host, every image), and prints one line::
+
+    TFENV-METRICS {"p50_ms": .., "p99_ms": .., "errors": .., "inferences": ..,
+                   "gpu_memory_mib": .., "outputs": [..]}
+
+``outputs`` is the mean of the first output over the batch: for a classifier,
+its mean class distribution, which the KL gate compares with the baseline.
+The container's Python and TensorFlow run it; nothing here is imported by
+tfenv itself except to read this file's text (and its tests call the pure
+helpers). Standard library only at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+
+BATCH = 8
+WARMUP = 10
+SEED = 20261127
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile (``share`` in 0..1) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
+def gpu_memory_mib() -> float | None:
+    """Memory in use on the GPUs this container sees, as nvidia-smi reports it (MiB)."""
+    try:
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        return float(sum(float(line) for line in smi.stdout.split() if line.strip()))
+    except ValueError:
+        return None
+
+
+def main(argv: list[str]) -> int:
+    model_path, count = argv[1], int(argv[2])
+    result: dict = {"inferences": count, "errors": 0}
+    try:
+        import numpy as np
+        import tensorflow as tf
+
+        model = tf.saved_model.load(model_path)
+        function = model.signatures["serving_default"]
+        _, specs = function.structured_input_signature
+        rng = np.random.default_rng(SEED)
+        inputs = {
+            name: tf.constant(
+                rng.normal(size=[BATCH if d is None else d for d in spec.shape]),
+                dtype=spec.dtype,
+            )
+            for name, spec in sorted(specs.items())
+        }
+        for _ in range(WARMUP):
+            function(**inputs)
+    except Exception as exc:  # the probe reports; the gate decides
+        result["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        print("TFENV-METRICS " + json.dumps(result))
+        return 0
+    latencies, total = [], None
+    for _ in range(count):
+        start = time.perf_counter()
+        try:
+            outputs = function(**inputs)
+            first = outputs[sorted(outputs)[0]].numpy()
+        except Exception:
+            result["errors"] += 1
+            continue
+        latencies.append((time.perf_counter() - start) * 1000)
+        mean = first.reshape(-1, first.shape[-1]).mean(axis=0)
+        total = mean if total is None else total + mean
+    if latencies:
+        result["p50_ms"] = round(percentile(latencies, 0.50), 4)
+        result["p99_ms"] = round(percentile(latencies, 0.99), 4)
+    if total is not None:
+        result["outputs"] = [round(float(v) / len(latencies), 8) for v in total]
+    result["gpu_memory_mib"] = gpu_memory_mib()
+    print("TFENV-METRICS " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
