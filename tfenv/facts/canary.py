@@ -107,6 +107,7 @@ def parse(output: list[str]) -> dict:
                 every = json.loads(labels) or {}
             except json.JSONDecodeError:
                 every = {}
+            every = every if isinstance(every, dict) else {}
             result["labels"] = {k: v for k, v in every.items() if k in ROLLOUT_LABELS}
         elif line.startswith("TFENV-PROBE "):
             result["health"] = _json(line[len("TFENV-PROBE ") :])

@@ -1,7 +1,8 @@
 """A rollout's gates: what the new container must show before the rollout goes on.
 
-Pure: :func:`evaluate` takes what :class:`tfenv.facts.canary.CanaryCheck` read
-on the host (and the baseline it read on the old container) and returns one
+Pure: :func:`health_gates` and :func:`metric_gates` take what
+:class:`tfenv.facts.canary.CanaryCheck` read on the host (and the baseline it
+read on the old container) and return one
 :class:`Gate` per check, each with its numbers. ``passed`` is ``None`` when
 the check could not be made (inconclusive: the rollout pauses, it never rolls
 back on that alone).
@@ -109,7 +110,8 @@ def metric_gates(baseline: dict | None, new: dict | None, limits: CanaryGates) -
             f"{rate:.4f} (limit {limits.error_rate})",
             {
                 "new": rate,
-                "baseline": int(baseline.get("errors") or 0) / count,
+                "baseline": int(baseline.get("errors") or 0)
+                / max(int(baseline.get("inferences") or 0), 1),
                 "limit": limits.error_rate,
             },
         )
