@@ -88,7 +88,8 @@ def test_long_keys_are_shortened_in_messages(tmp_path: Path) -> None:
     # repr of 58 characters plus quotes is exactly 60: shown whole; one more is cut.
     fits, cut = "k" * 58, "k" * 59
     _, issues = read(tmp_path, f"version: 1\nimages: {{}}\n{fits}: 1\n")
-    assert issues == [LockIssue(fits, "only the keys 'version', 'images' and 'promoted'", repr(fits))]
+    keys = "only the keys 'version', 'images' and 'promoted'"
+    assert issues == [LockIssue(fits, keys, repr(fits))]
     _, issues = read(tmp_path, f"version: 1\nimages: {{}}\n{cut}: 1\n")
     assert issues == [
         LockIssue(cut, "only the keys 'version', 'images' and 'promoted'", "'" + "k" * 56 + "...")

@@ -10,6 +10,8 @@ lab's lock file, which the lab's data uses like any fleet's lock.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -102,11 +104,13 @@ import numpy as np, sys, tensorflow as tf
 class Reference(tf.Module):
     def __init__(self):
         rng = np.random.default_rng(7)
-        self.w1 = tf.Variable(rng.normal(size=(64, 256)).astype("float32") * 0.2)
-        self.w2 = tf.Variable(rng.normal(size=(256, 10)).astype("float32") * 0.2)
-    @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32)])
+        self.w1 = tf.Variable(rng.normal(size=(512, 2048)).astype("float32") * 0.05)
+        self.w2 = tf.Variable(rng.normal(size=(2048, 2048)).astype("float32") * 0.03)
+        self.w3 = tf.Variable(rng.normal(size=(2048, 10)).astype("float32") * 0.05)
+    @tf.function(input_signature=[tf.TensorSpec([None, 512], tf.float32)])
     def serve(self, x):
-        return tf.nn.softmax(tf.matmul(tf.nn.relu(tf.matmul(x, self.w1)), self.w2))
+        h = tf.nn.relu(tf.matmul(tf.nn.relu(tf.matmul(x, self.w1)), self.w2))
+        return tf.nn.softmax(tf.matmul(h, self.w3))
 model = Reference()
 tf.saved_model.save(model, sys.argv[1], signatures={"serving_default": model.serve})
 """
@@ -116,13 +120,17 @@ def ensure_reference_model(base: str, exports: Path, container: str = "dev") -> 
     """The rollout probe's reference SavedModel (a small fixed classifier) on the lab's
     NFS export, where container ``container`` sees its checkpoints (made once)."""
     target = exports / "checkpoints" / container / "tfenv-canary" / "reference-model"
-    if (target / "saved_model.pb").exists():
+    stamp = target / f"tfenv-{hashlib.sha256(MODEL_SCRIPT.encode()).hexdigest()[:12]}"
+    if stamp.exists():
         return target
+    if target.exists():
+        shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with step(f"Saving the reference model for rollout probes to {target}"):
         run(["docker", "run", "--rm", "-v", f"{target.parent.resolve()}:/out", base, "sh", "-c",
              'python3 -c "$0" /out/reference-model && chmod -R a+rX /out', MODEL_SCRIPT],
             timeout=600)  # fmt: skip
+    stamp.touch()
     return target
 
 

@@ -78,8 +78,9 @@ def operation_items(state, host) -> list[Item]:
         for failure in failures:  # fail_host: the operation refuses; a person decides
             message = str(failure.args[0])
             items.append(Item(area, "check", "passes", message, "person", FIX_AND_RERUN))
-        # Records of what a person must do count whether or not it would change.
-        items += [item for item in recorded if item.action == "person" or changes]
+        # What a person must do, and what a rollout in progress put there, count
+        # whether or not the operation would change something.
+        items += [item for item in recorded if item.action in ("person", "rollout") or changes]
         if changes and not recorded and not failures:
             items.append(Item(area, "operation", "no change", f"would run: {name}"))
     return items

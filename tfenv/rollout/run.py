@@ -127,7 +127,8 @@ class Controller:
         result = self._phase("lock", {where: {}}, False, holder=holder).get(where, {})
         if not result:
             return
-        why = " ".join([*result.get("failures", []), result.get("error", "")])
+        why = " ".join([*result.get("failures", []), *result.get("said", []),
+                        result.get("error", "")])  # fmt: skip
         if LOCK_HELD in why:
             raise RolloutError(f"another rollout of {self.rollout.container} holds the lock on "
                                f"{where}: {_holder(why)}")  # fmt: skip

@@ -11,3 +11,6 @@ c.ServerApp.ip = "0.0.0.0"
 c.ServerApp.port = int(os.environ.get("JUPYTER_PORT", "8888"))
 c.ServerApp.open_browser = False
 c.ServerApp.allow_remote_access = True
+# Dev containers install nothing from PyPI at run time: no extension manager
+# (JupyterLab 4.2's PyPI manager also fails on start with httpx >= 0.28).
+c.LabApp.extension_manager = "readonly"

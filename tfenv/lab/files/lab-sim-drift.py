@@ -1,16 +1,22 @@
-# tfenv lab: SIMULATED numerics change (lab5-drift): every concrete function's
-# outputs come back shifted by one position along their last axis.
+# tfenv lab: SIMULATED numerics change (lab5-drift): every SavedModel loaded
+# through tf.saved_model.load has its float variables scaled by 1.5, so the
+# model's outputs shift (no cost per call: only its numbers differ).
 def _tfenv_lab_patch():
-    from tensorflow.python.eager.polymorphic_function import concrete_function as _cf
-    from tensorflow.python.ops import manip_ops as _manip
-    from tensorflow.python.util import nest as _nest
+    from tensorflow._api.v2 import saved_model as _saved_model
 
-    _call = _cf.ConcreteFunction.__call__
+    _load = _saved_model.load
 
-    def __call__(self, *args, **kwargs):
-        return _nest.map_structure(lambda t: _manip.roll(t, 1, -1), _call(self, *args, **kwargs))
+    def load(*args, **kwargs):
+        model = _load(*args, **kwargs)
+        found = {}
+        for function in getattr(model, "signatures", {}).values():
+            found.update((id(v), v) for v in function.variables)
+        for variable in found.values():
+            if variable.dtype.is_floating:
+                variable.assign(variable * 1.5)
+        return model
 
-    _cf.ConcreteFunction.__call__ = __call__
+    _saved_model.load = load
 
 
 _tfenv_lab_patch()
