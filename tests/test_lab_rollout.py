@@ -1,0 +1,348 @@
+"""tfenv rollout on a real 5-host lab (lab-10..lab-14, over real SSH), canary group = lab-10.
+
+One module fixture provisions the five hosts with tf_node through an inventory
+of their own (a copy of the lab lock, so a completed rollout's lock change
+stays in this module) and writes a researcher's files. Then each case of the
+issue, in order: lab1 -> lab2 to completion; lab3-broken paused at the canary
+(the deploy and reconcile --apply leave it, a person rolls back) and rolled
+back without a person; lab4-slow and lab5-drift stopped on the p99 and the KL
+gates; kill -9 mid-wave then resume (a second start refused meanwhile); a host
+stopped mid-rollout (paused, then resumed). The researcher's files are checked
+after every case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lab_fixtures import REPO, ok_on_host
+
+from tfenv.images.lock import read_lock
+from tfenv.lab.fleet import Lab, _wait_for_ssh
+
+pytestmark = pytest.mark.lab
+
+FIRST = 9  # 0-based: lab-10 .. lab-14 (other modules use the hosts before them)
+COUNT = 5
+REPOSITORY = "registry.lab.test:5000/tfenv/tensorflow"
+LAB = {n: f"{REPOSITORY}:2.17.1-lab{n}" for n in (1, 2)}
+BROKEN, SLOW, DRIFT = (f"{REPOSITORY}:2.17.1-{t}" for t in ("lab3-broken", "lab4-slow",
+                                                             "lab5-drift"))  # fmt: skip
+KEPT = "/mnt/checkpoints/rollout-kept.bin"
+HOME_KEPT = "/var/lib/tfenv/containers/dev/home/rollout-notes.txt"
+
+INVENTORY = '''\
+"""The rollout tests' five lab hosts, lab-10 the canary (written by the test)."""
+from tfenv.lab.fleet import current_state
+
+_state = current_state()
+_hosts = {{h.name: h for h in _state.hosts}}
+lab = [
+    (name, {{
+        "ssh_hostname": "127.0.0.1",
+        "ssh_port": _hosts[name].port,
+        "ssh_user": _state.user,
+        "ssh_key": _state.key,
+        "ssh_known_hosts_file": _state.known_hosts,
+        "ssh_strict_host_key_checking": "yes",
+        "_sudo": True,
+        "image_lock": {lock!r},
+    }})
+    for name in {names!r}
+]
+canary = [{canary!r}]
+'''
+
+
+class Fleet:
+    def __init__(self, lab: Lab, state, tmp: Path) -> None:
+        self.lab, self.state, self.tmp = lab, state, tmp
+        self.names = [h.name for h in state.hosts[FIRST : FIRST + COUNT]]
+        self.lock = tmp / "images.lock.yaml"
+        self.inventory = tmp / "inventory.py"
+        self.state_dir = tmp / "state"
+        self.env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
+
+    def index(self, name: str) -> int:
+        return FIRST + self.names.index(name)
+
+    def pinned(self, reference: str) -> str:
+        lock, issues = read_lock(self.lock)
+        assert not issues, issues
+        image = lock.images[reference]
+        return image.pinned
+
+    def tfenv(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "from tfenv.cli import main; main()", *args],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def rollout(self, *args: str, state_dir: Path | None = None) -> tuple[int, dict, str]:
+        """``tfenv rollout ARGS --state-dir ... --json``: (exit code, summary, stderr)."""
+        result = self.tfenv("rollout", *args, "--state-dir", str(state_dir or self.state_dir),
+                            "--json")  # fmt: skip
+        try:
+            summary = json.loads(result.stdout) if result.stdout.strip() else {}
+        except json.JSONDecodeError:
+            pytest.fail(f"not JSON on stdout:\n{result.stdout}\n{result.stderr}")
+        return result.returncode, summary, result.stderr
+
+    def start(self, to: str, *args: str) -> tuple[int, dict, str]:
+        return self.rollout("start", str(self.inventory), "--container", "dev", "--to", to,
+                            "--bake", "0", *args)  # fmt: skip
+
+    def reconcile(self, *args: str) -> tuple[int, dict, str]:
+        result = self.tfenv("reconcile", str(self.inventory), "--state-dir",
+                            str(self.tmp / "reconcile"), "--json", *args)  # fmt: skip
+        return result.returncode, json.loads(result.stdout or "{}"), result.stderr
+
+    def deploy(self) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pyinfra", "-y", str(self.inventory), "deploys/tf_node.py"],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=1800, check=False,
+        )  # fmt: skip
+
+    def images(self) -> dict[str, str]:
+        """Each host's dev container: the image it was created from."""
+        return {
+            name: ok_on_host(self.state, self.index(name),
+                             "sudo docker inspect -f '{{.Config.Image}}' dev", timeout=60).strip()
+            for name in self.names
+        }  # fmt: skip
+
+    def fingerprints(self) -> dict[str, str]:
+        """sha256 of a file on the checkpoint mount and one in each host's home directory."""
+        return {
+            name: ok_on_host(
+                self.state, self.index(name), f"sudo sha256sum {KEPT} {HOME_KEPT}", timeout=60
+            )
+            for name in self.names
+        }
+
+    def audit(self) -> list[dict]:
+        path = self.state_dir / "rollout-audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def fleet(lab_of, test_lab: Lab, tmp_path_factory):
+    state = lab_of(FIRST + COUNT, images=True)
+    tmp = tmp_path_factory.mktemp("rollout")
+    fleet = Fleet(test_lab, state, tmp)
+    shutil.copyfile(state.lock, fleet.lock)  # this module's lock: the lab's stays as it is
+    fleet.inventory.write_text(INVENTORY.format(lock=str(fleet.lock), names=fleet.names,
+                                                canary=fleet.names[0]))  # fmt: skip
+    result = fleet.deploy()
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    first = fleet.index(fleet.names[0])
+    ok_on_host(state, first, f"sudo sh -c 'head -c 1048576 /dev/urandom > {KEPT}'", timeout=60)
+    for name in fleet.names:
+        ok_on_host(state, fleet.index(name),
+                   "sudo docker exec dev sh -c 'echo my notes > ~/rollout-notes.txt'",
+                   timeout=60)  # fmt: skip
+    fleet.kept = fleet.fingerprints()
+    assert set(fleet.images().values()) == {fleet.pinned(LAB[1])}
+    return fleet
+
+
+def test_bad_input_is_refused_before_any_host(fleet: Fleet) -> None:
+    code, _, stderr = fleet.start(LAB[2], "--waves", "1,50%")
+    assert code == 3 and "covers 3 of 5" in stderr, stderr
+    code, _, stderr = fleet.start(f"{REPOSITORY}:no-such-tag")
+    assert code == 3 and "could not be resolved" in stderr, stderr
+    code, _, stderr = fleet.rollout("start", str(fleet.inventory), "--container", "nope",
+                                    "--to", LAB[2])  # fmt: skip
+    assert code == 3 and "declares a container nope" in stderr, stderr
+    assert not (fleet.state_dir / "rollout-audit.jsonl").exists()
+
+
+def test_lab1_to_lab2_completes_wave_by_wave(fleet: Fleet) -> None:
+    lock_before = read_lock(fleet.lock)[0]
+    code, summary, stderr = fleet.start(LAB[2])
+    assert code == 0, stderr
+    assert summary["status"] == "completed"
+    # The canary first, then one host per wave (1, 10%, 30%, 50%, 100% of 5 hosts).
+    assert summary["waves"] == [[name] for name in fleet.names]
+    assert "Rollout r-" in stderr and "wave 1: lab-10 (canary" in stderr  # the plan
+    target = fleet.pinned(LAB[2])
+    assert set(fleet.images().values()) == {target}
+    lock = read_lock(fleet.lock)[0]
+    assert lock.resolve(LAB[1]).pinned == target  # the lock holds lab2 now
+    assert lock.promoted[LAB[1]].rollout == summary["id"]
+    assert lock_before.promoted == {}
+    code, report, rstderr = fleet.reconcile()
+    assert code == 0, json.dumps(report, indent=1) + rstderr
+    events = [e for e in fleet.audit() if e["rollout"] == summary["id"]]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "completed", kinds
+    for name in fleet.names:
+        mine = [e for e in events if e.get("host") == name]
+        assert [e["event"] for e in mine] == ["replaced", "gates"], mine
+        assert mine[1]["decision"] == "passed"
+        numbers = {g["name"]: g["numbers"] for g in mine[1]["gates"]}
+        assert numbers["p99"]["baseline_ms"] > 0 and numbers["p99"]["new_ms"] > 0
+        assert "kl" in numbers["kl-divergence"]
+    assert fleet.fingerprints() == fleet.kept
+
+
+def test_broken_image_pauses_at_the_canary_and_a_person_rolls_back(fleet: Fleet) -> None:
+    lock_text = fleet.lock.read_text()
+    lab2 = fleet.pinned(LAB[2])
+    code, summary, stderr = fleet.start(BROKEN)
+    assert code == 1, stderr
+    assert summary["status"] == "paused" and "tensorflow-op" in summary["reason"], summary
+    assert "tensorflow-op: FAIL" in stderr and f"tfenv rollout rollback {summary['id']}" in stderr
+    canary, others = fleet.names[0], fleet.names[1:]
+    broken = fleet.pinned(BROKEN)
+    assert fleet.images() == {canary: broken, **{n: lab2 for n in others}}
+    assert fleet.lock.read_text() == lock_text
+
+    # While it is paused, neither the deploy nor reconcile --apply moves any host.
+    fleet.deploy()  # the canary's health check fails (its image is broken): that is reported
+    assert fleet.images() == {canary: broken, **{n: lab2 for n in others}}
+    code, report, rstderr = fleet.reconcile()
+    assert code == 0, rstderr
+    assert report["hosts"][canary]["status"] == "rollout-in-progress", report["hosts"][canary]
+    assert report["hosts"][canary]["items"][0]["command"] == f"tfenv rollout status {summary['id']}"
+    fleet.reconcile("--apply")
+    assert fleet.images() == {canary: broken, **{n: lab2 for n in others}}
+
+    code, back, stderr = fleet.rollout("rollback", summary["id"])
+    assert code == 0, stderr
+    assert back["status"] == "aborted"
+    assert set(fleet.images().values()) == {lab2}
+    assert fleet.lock.read_text() == lock_text
+    assert fleet.reconcile()[0] == 0
+    assert fleet.fingerprints() == fleet.kept
+
+
+def test_broken_image_is_rolled_back_without_a_person(fleet: Fleet) -> None:
+    lock_text = fleet.lock.read_text()
+    code, summary, stderr = fleet.start(BROKEN, "--on-failure", "rollback")
+    assert code == 1, stderr
+    assert summary["status"] == "aborted", summary
+    assert "tensorflow-op: FAIL" in stderr
+    assert set(fleet.images().values()) == {fleet.pinned(LAB[2])}
+    assert fleet.lock.read_text() == lock_text
+    steps = summary["hosts"][fleet.names[0]]["steps"]
+    assert steps["rollback-gates"]["state"] == "passed"
+    assert set(summary["hosts"]) == {fleet.names[0]}  # the others were never touched
+    assert fleet.fingerprints() == fleet.kept
+
+
+@pytest.mark.parametrize(("image", "gate", "unit"), [(SLOW, "p99", "ms"), (DRIFT, "kl", "")],
+                         ids=["lab4-slow", "lab5-drift"])  # fmt: skip
+def test_a_regression_stops_at_the_canary_on_its_gate(
+    fleet: Fleet, image: str, gate: str, unit: str
+) -> None:
+    lock_text = fleet.lock.read_text()
+    code, summary, stderr = fleet.start(image, "--on-failure", "rollback")
+    assert code == 1, stderr
+    failed = [line for line in stderr.splitlines() if f"{gate}" in line and "FAIL" in line]
+    assert failed, stderr
+    gates = summary["hosts"][fleet.names[0]]["steps"]["gates"]["gates"]
+    found = {g["name"]: g for g in gates}
+    name = "p99" if gate == "p99" else "kl-divergence"
+    assert found[name]["passed"] is False, found
+    others = [g for g in gates if g["passed"] is False and g["name"] != name]
+    assert others == [], others  # healthy: only the metric gate fails
+    if gate == "p99":  # both numbers, new against the baseline
+        numbers = found["p99"]["numbers"]
+        assert numbers["new_ms"] > numbers["baseline_ms"] * numbers["factor"]
+        assert f"{numbers['new_ms']:.2f} ms vs baseline {numbers['baseline_ms']:.2f} ms" in stderr
+    else:
+        assert found[name]["numbers"]["kl"] > found[name]["numbers"]["limit"]
+        assert f"{found[name]['numbers']['kl']:.4f} (limit" in stderr
+    assert summary["status"] == "aborted"
+    assert set(fleet.images().values()) == {fleet.pinned(LAB[2])}
+    assert fleet.lock.read_text() == lock_text
+    assert fleet.fingerprints() == fleet.kept
+
+
+def _creates_since(fleet: Fleet, name: str, since: str) -> int:
+    until = ok_on_host(fleet.state, fleet.index(name), "date +%s.%N", timeout=60).strip()
+    out = ok_on_host(fleet.state, fleet.index(name), (
+        f"sudo docker events --since {since} --until {until} --filter type=container "
+        "--filter event=create --format '{{.Actor.Attributes.name}}'"), timeout=60)  # fmt: skip
+    return sum(1 for line in out.splitlines() if line.strip() == "dev")
+
+
+def test_kill_9_mid_wave_then_resume_replaces_no_host_twice(fleet: Fleet) -> None:
+    since = {n: ok_on_host(fleet.state, fleet.index(n), "date +%s.%N", timeout=60).strip()
+             for n in fleet.names}  # fmt: skip
+    argv = [sys.executable, "-c", "from tfenv.cli import main; main()", "rollout", "start",
+            str(fleet.inventory), "--container", "dev", "--to", LAB[1], "--bake", "0",
+            "--state-dir", str(fleet.state_dir)]  # fmt: skip
+    tool = subprocess.Popen(argv, cwd=REPO, env=fleet.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen = len(fleet.audit())
+    deadline = time.monotonic() + 600
+    rollout_id = None
+    while time.monotonic() < deadline:  # until wave 2's host has been replaced
+        new = fleet.audit()[seen:]
+        rollout_id = next((e["rollout"] for e in new if e["event"] == "start"), rollout_id)
+        if any(e["event"] == "replaced" and e.get("host") == fleet.names[1] for e in new):
+            break
+        assert tool.poll() is None, tool.communicate()
+        time.sleep(0.5)
+    else:
+        pytest.fail("wave 2 never started")
+    # A second start while it runs: refused, naming the running rollout, on this
+    # control machine (the journal) and on another one (the lock on the canary).
+    code, _, stderr = fleet.start(LAB[2])
+    assert code == 3 and rollout_id in stderr, stderr
+    code, _, stderr = fleet.rollout("start", str(fleet.inventory), "--container", "dev",
+                                    "--to", LAB[2], state_dir=fleet.tmp / "elsewhere")  # fmt: skip
+    assert code == 3 and f"holds the lock on {fleet.names[0]}" in stderr, stderr
+    assert rollout_id in stderr
+    tool.send_signal(signal.SIGKILL)
+    tool.communicate()
+    code, summary, stderr = fleet.rollout("resume", rollout_id)
+    assert code == 0, stderr
+    assert summary["status"] == "completed"
+    lab1 = fleet.pinned(LAB[1])
+    assert set(fleet.images().values()) == {lab1}
+    for name in fleet.names:
+        assert _creates_since(fleet, name, since[name]) == 1, name  # replaced exactly once
+    lock = read_lock(fleet.lock)[0]
+    assert LAB[1] not in lock.promoted  # lab1 is what the data declares: nothing promoted
+    assert lock.resolve(LAB[1]).pinned == lab1
+    assert fleet.reconcile()[0] == 0
+    assert fleet.fingerprints() == fleet.kept
+
+
+def test_a_host_stopped_mid_rollout_pauses_it_until_resumed(fleet: Fleet) -> None:
+    down = fleet.state.hosts[fleet.index(fleet.names[-1])]
+    subprocess.run(["docker", "stop", "-t", "0", down.container], check=True, capture_output=True)
+    try:
+        code, summary, stderr = fleet.start(LAB[2], "--waves", "1,100%")
+    finally:
+        subprocess.run(["docker", "start", down.container], check=True, capture_output=True)
+    assert code == 2, stderr
+    assert summary["status"] == "paused" and down.name in summary["reason"], summary
+    assert "inconclusive" in summary["reason"]
+    _wait_for_ssh(fleet.lab, down, timeout=180)
+    deadline = time.monotonic() + 300
+    while "running healthy" not in ok_on_host(fleet.state, fleet.index(down.name), (
+            "sudo docker inspect -f '{{.State.Status}} {{.State.Health.Status}}' dev "
+            "2>/dev/null || true"), timeout=60):  # fmt: skip
+        assert time.monotonic() < deadline, f"dev never came back healthy on {down.name}"
+        time.sleep(2)
+    code, summary, stderr = fleet.rollout("resume", summary["id"])
+    assert code == 0, stderr
+    assert summary["status"] == "completed"
+    assert set(fleet.images().values()) == {fleet.pinned(LAB[2])}
+    assert fleet.reconcile()[0] == 0
+    assert fleet.fingerprints() == fleet.kept
+    history = fleet.tfenv("rollout", "history", summary["id"], "--state-dir",
+                          str(fleet.state_dir))  # fmt: skip
+    assert history.returncode == 0 and "completed" in history.stdout
