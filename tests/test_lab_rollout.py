@@ -216,10 +216,21 @@ def test_broken_image_pauses_at_the_canary_and_a_person_rolls_back(fleet: Fleet)
     fleet.reconcile("--apply")
     assert fleet.images() == {canary: broken, **{n: lab2 for n in others}}
 
-    code, back, stderr = fleet.rollout("rollback", summary["id"])
+    # Another control machine, with the inventory but not the journal: the hosts tell.
+    inventory = str(fleet.inventory)
+    code, seen, stderr = fleet.rollout("status", summary["id"], "--inventory", inventory,
+                                       state_dir=fleet.tmp / "third")  # fmt: skip
+    assert code == 0 and "rebuilt from the hosts: 1 moved container(s)" in stderr, stderr
+    assert seen["to_image"] == broken and seen["waves"] == summary["waves"]
+    code, back, stderr = fleet.rollout("rollback", summary["id"], "--inventory", inventory,
+                                       state_dir=fleet.tmp / "other")  # fmt: skip
     assert code == 0, stderr
     assert back["status"] == "aborted"
     assert set(fleet.images().values()) == {lab2}
+    # This machine's journal still says paused: its rollback finds nothing left to move.
+    code, back, stderr = fleet.rollout("rollback", summary["id"])
+    assert code == 0 and back["status"] == "aborted", stderr
+    assert "rolled back (0 host(s))" in stderr
     assert fleet.lock.read_text() == lock_text
     assert fleet.reconcile()[0] == 0
     assert fleet.fingerprints() == fleet.kept

@@ -675,7 +675,7 @@ def test_canary_command_quotes_the_container_and_model() -> None:
     command = CanaryCheck().command(container="dev; reboot", metrics=True, model="/m x")
     text = command.get_raw_value()
     assert "'dev; reboot'" in text
-    assert "python3 - '/m x' 300" in text
+    assert "python3 - '/m x' 500" in text
 
 
 # --- the journal ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from tfenv import layout
 from tfenv.deploys.spec import pinned_image
 from tfenv.deploys.tf_node import declared_container
 from tfenv.drift import write_line
-from tfenv.facts.canary import CanaryCheck
+from tfenv.facts.canary import CanaryCheck, RolloutLocks
 from tfenv.facts.tf_node import tf_node
 from tfenv.model.spec import Container, NodeSpec
 from tfenv.operations.tf_container import pending_replacements, tf_container
@@ -111,6 +111,17 @@ def rollout_step(spec: NodeSpec) -> None:
     if mine is None:
         return
     name, phase = step["container"], step["phase"]
+    if phase == "find":  # another control machine rebuilding a rollout from the hosts
+        node = tf_node(host, exec_probes=False)
+        write_line({
+            "host": host.name,
+            "labels": {
+                c.name: {k: c.labels[k] for k in layout.ROLLOUT_LABELS if k in c.labels}
+                for c in node.containers.values() if c.labels.get(layout.ROLLOUT_ID_LABEL)
+            },
+            "locks": host.get_fact(RolloutLocks),
+        })  # fmt: skip
+        return
     if phase in ("lock", "unlock"):
         rollout_lock(name="Rollout lock", container=name, holder=step["holder"],
                      present=phase == "lock")  # fmt: skip

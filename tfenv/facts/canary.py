@@ -22,7 +22,7 @@ from pathlib import Path
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from tfenv.containers.docker_up import wait_for_docker
-from tfenv.layout import ROLLOUT_LABELS
+from tfenv.layout import ROLLOUT_LABELS, ROLLOUT_LOCK_DIR
 from tfenv.operations.container_health import PROBE
 
 PROBE_SCRIPT = Path(__file__).resolve().parent.parent / "rollout" / "probe.py"
@@ -52,7 +52,7 @@ class CanaryCheck(FactBase):
         metrics: bool = False,
         checkpoints: str | None = None,
         model: str | None = None,
-        inferences: int = 300,
+        inferences: int = 500,
         probe: tuple[str, ...] = (),
         timeout: int = 180,
     ) -> StringCommand:
@@ -130,3 +130,23 @@ def _json(text: str) -> dict | None:
     except json.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+class RolloutLocks(FactBase):
+    """The rollout lock files on a host: path -> its text (JSON, see rollout_lock)."""
+
+    command = (
+        f'for f in {ROLLOUT_LOCK_DIR}/*.lock; do [ -f "$f" ] || continue; '
+        'echo "TFENV-LOCK $f"; head -c 1048576 "$f"; echo; done; true'
+    )
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        locks: dict[str, str] = {}
+        current = None
+        for line in output:
+            if line.startswith("TFENV-LOCK "):
+                current = line[len("TFENV-LOCK ") :].strip()
+                locks[current] = ""
+            elif current is not None:
+                locks[current] += line
+        return locks

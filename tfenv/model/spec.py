@@ -354,7 +354,7 @@ class Canary(Strict):
 
     model: MountPath | None = None
     probe: tuple[ProbeArg, ...] = ()
-    inferences: int = Field(default=300, ge=10, le=100000)
+    inferences: int = Field(default=500, ge=10, le=100000)
     health_timeout: int = Field(default=180, ge=10, le=3600, description="seconds")
     gates: CanaryGates = CanaryGates()
 

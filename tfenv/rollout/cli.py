@@ -28,7 +28,8 @@ INVENTORY_OPTION = click.option(
     "--inventory",
     default="inventories/gpu.py",
     show_default=True,
-    help="The inventory whose .tfenv/ holds the rollout journal.",
+    help="The inventory whose .tfenv/ holds the rollout journal (and whose hosts tell a "
+    "rollout started elsewhere).",
 )
 STATE_OPTION = click.option(
     "--state-dir",
@@ -98,12 +99,27 @@ def summary(journal: Journal, rollout: Rollout, code: int) -> dict:
     }
 
 
+def summary_lines(data: dict) -> list[str]:
+    """The final summary for a person: the rollout, then each host's last step."""
+    lines = [f"{data['id']}: {data['status']}" + (f" ({data['reason']})" if data["reason"]
+                                                  else "")]  # fmt: skip
+    for number, wave in enumerate(data["waves"], 1):
+        for host in wave:
+            steps = data["hosts"].get(host, {}).get("steps", {})
+            if not steps:
+                lines.append(f"  wave {number}  {host:<20} not started")
+                continue
+            name, last = list(steps.items())[-1]
+            lines.append(f"  wave {number}  {host:<20} {name} {last['state']}")
+    return lines
+
+
 def _finish(journal: Journal, rollout: Rollout, code: int, as_json: bool) -> None:
+    data = summary(journal, rollout, code)
     if as_json:
-        click.echo(json.dumps(summary(journal, rollout, code), indent=2, sort_keys=True))
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
-        click.echo(f"{rollout.id}: {rollout.status}" + (f" ({rollout.reason})" if rollout.reason
-                                                        else ""))  # fmt: skip
+        click.echo("\n".join(summary_lines(data)))
     sys.exit(code)
 
 
@@ -176,20 +192,31 @@ def start(inventory: str, container: str, to_ref: str, waves: str, bake: str, co
     _finish(journal, planned, code, as_json)
 
 
-def _load_rollout(journal: Journal, rollout_id: str) -> Rollout:
+def _load_rollout(journal: Journal, rollout_id: str, inventory: str | None = None) -> Rollout:
+    """The rollout from the journal; failing that (another control machine started
+    it), rebuilt from the hosts of ``inventory``: their labels and the lock file."""
     found = journal.get(rollout_id)
-    if found is None:
-        known = ", ".join(r.id for r in journal.all()[-5:]) or "none"
-        _refuse(f"no rollout {rollout_id} in {journal.state_dir} (recent: {known}); "
-                "pass --inventory or --state-dir of the machine that started it")  # fmt: skip
-        raise SystemExit(EXIT_BAD_INPUT)
-    return found
+    if found is not None:
+        return found
+    if inventory and Path(inventory).is_file():
+        from tfenv.cli import _load
+        from tfenv.rollout.run import rebuild
+
+        hosts = sorted(h.name for h in _load(inventory, Path(os.getcwd())))
+        try:
+            return rebuild(rollout_id, inventory, hosts, journal, _say)
+        except RolloutError as exc:
+            _refuse(str(exc))
+    known = ", ".join(r.id for r in journal.all()[-5:]) or "none"
+    _refuse(f"no rollout {rollout_id} in {journal.state_dir} (recent: {known}); pass the "
+            "--inventory it ran over (its hosts tell), or --state-dir of its machine")  # fmt: skip
+    raise SystemExit(EXIT_BAD_INPUT)
 
 
 def _continue(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool,
               allowed: tuple[str, ...], verb: str) -> None:  # fmt: skip
     journal = _journal(inventory, state_dir)
-    found = _load_rollout(journal, rollout_id)
+    found = _load_rollout(journal, rollout_id, inventory)
     if found.status not in allowed:
         hint = {"waiting": f"it waits for: tfenv rollout promote {found.id}",
                 "completed": "it is complete", "aborted": "it was aborted"}.get(
@@ -225,7 +252,7 @@ def promote(rollout_id: str, inventory: str, state_dir: str | None, as_json: boo
 def _back(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool,
           event: str) -> None:  # fmt: skip
     journal = _journal(inventory, state_dir)
-    found = _load_rollout(journal, rollout_id)
+    found = _load_rollout(journal, rollout_id, inventory)
     if found.status in FINAL:
         _refuse(f"rollout {found.id} is {found.status} already")
     with _driving(journal, found.container):
@@ -269,20 +296,15 @@ def status(rollout_id: str | None, inventory: str, state_dir: str | None, as_jso
             click.echo(f"no rollout recorded in {journal.state_dir}")
             return
         rollout_id = every[-1].id
-    found = _load_rollout(journal, rollout_id)
+    found = _load_rollout(journal, rollout_id, inventory)
     data = summary(journal, found, 0)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     click.echo(f"{found.id}: {found.container} -> {found.to_ref} ({found.to_image})")
-    click.echo(f"  status {found.status}, wave {min(found.wave + 1, len(found.waves))}/"
-               f"{len(found.waves)}, by {found.owner}, since {found.created}"
-               + (f"\n  {found.reason}" if found.reason else ""))  # fmt: skip
-    for number, wave in enumerate(found.waves, 1):
-        for host in wave:
-            steps = data["hosts"].get(host, {}).get("steps", {})
-            shown = ", ".join(f"{name} {step['state']}" for name, step in steps.items())
-            click.echo(f"  wave {number} {host}: {shown or 'not started'}")
+    click.echo(f"  wave {min(found.wave + 1, len(found.waves))}/{len(found.waves)}, by "
+               f"{found.owner}, since {found.created}")  # fmt: skip
+    click.echo("\n".join(summary_lines(data)))
 
 
 @rollout.command("history")

@@ -30,6 +30,7 @@ from tfenv.layout import ROLLOUT_FROM_LABEL, ROLLOUT_ID_LABEL, ROLLOUT_TO_LABEL
 from tfenv.model.spec import CanaryGates
 from tfenv.reconcile.check import host_error, run_pyinfra
 from tfenv.reconcile.files import write_atomic
+from tfenv.reconcile.report import now_iso
 from tfenv.rollout.env import LOCK_HELD, STEP_ENV
 from tfenv.rollout.gates import Gate, health_gates, metric_gates, verdict
 from tfenv.rollout.journal import Journal, Rollout
@@ -121,8 +122,11 @@ class Controller:
         return self.rollout.waves[0][0]
 
     def acquire(self) -> None:
-        holder = {"id": self.rollout.id, "owner": self.rollout.owner,
-                  "started": self.rollout.created, "to": self.rollout.to_image}  # fmt: skip
+        r = self.rollout
+        # Everything another control machine needs to take the rollout over.
+        holder = {"id": r.id, "owner": r.owner, "started": r.created, "to": r.to_image,
+                  "to_ref": r.to_ref, "container": r.container, "waves": r.waves,
+                  "options": r.options}  # fmt: skip
         where = self.lock_host()
         result = self._phase("lock", {where: {}}, False, holder=holder).get(where, {})
         if not result:
@@ -285,7 +289,8 @@ class Controller:
             want = info["from"] if step == "rollback-gates" else r.to_image
             runs = f"runs {_tag(check['image'])}, expected {_tag(want)}"
             gates.insert(0, Gate("image", check["image"] == want, runs))
-            if not health_only and line.get("measures"):
+            rebuilt = host in r.options.get("rebuilt", ())  # its baseline stayed elsewhere
+            if not health_only and not rebuilt and line.get("measures"):
                 earlier = j.last(r.id, host, "baseline-metrics")
                 limits = CanaryGates(**line["gates"])
                 gates += metric_gates(earlier[1] if earlier else None, check.get("metrics"),
@@ -442,7 +447,7 @@ def _moved_here(check: dict, rollout: Rollout) -> bool:
 def _holder(text: str) -> str:
     start = text.find("{", text.find(LOCK_HELD))
     try:
-        holder = json.loads(text[start : text.index("}", start) + 1])
+        holder, _ = json.JSONDecoder().raw_decode(text[start:])
     except ValueError:
         return text.strip()[:300]
     age = ""
@@ -471,3 +476,56 @@ def _numbers(metrics: dict | None) -> str:
 
 def _short(value: object) -> str:
     return json.dumps(value, sort_keys=True)[:300] if value else ""
+
+
+def rebuild(rollout_id: str, inventory: str, hosts: list[str], journal: Journal,
+            say: Say) -> Rollout:  # fmt: skip
+    """The rollout ``rollout_id`` from what the hosts tell (no journal here): its lock
+    file on the canary host (target, plan, options) and the labels of the containers
+    it moved (previous digests). Moved hosts are gated again on health only: their
+    baselines stayed in the other machine's journal."""
+    probe = Rollout(id=rollout_id, container="", inventory=inventory, to_ref="", to_image="",
+                    waves=[hosts], hosts={h: {} for h in hosts}, options={})  # fmt: skip
+    found = Controller(journal, probe, say)._phase("find", {h: {} for h in hosts}, True)
+    holder: dict = {}
+    moved: dict[str, dict] = {}
+    container = ""
+    for host, line in sorted(found.items()):
+        for text in (line.get("locks") or {}).values():
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue
+            if data.get("id") == rollout_id:
+                holder = {**data, "lock_host": host}
+        for name, labels in (line.get("labels") or {}).items():
+            if labels.get(ROLLOUT_ID_LABEL) == rollout_id:
+                container = name
+                moved[host] = labels
+    if not holder and not moved:
+        unreachable = sorted(h for h, line in found.items() if "error" in line)
+        silent = f" that answered ({len(unreachable)} did not)" if unreachable else ""
+        raise RolloutError(
+            f"rollout {rollout_id} is neither in {journal.state_dir} nor on any host of "
+            f"{inventory}{silent}"
+        )
+    to_image = holder.get("to") or next(iter(moved.values()))[ROLLOUT_TO_LABEL]
+    waves = holder.get("waves") or [sorted(moved)]
+    info = {h: {} for wave in waves for h in wave}
+    for host, labels in moved.items():
+        info.setdefault(host, {})["from"] = labels[ROLLOUT_FROM_LABEL]
+    where = f"the lock on {holder['lock_host']}" if holder else "no lock file"
+    rollout = Rollout(
+        id=rollout_id, container=holder.get("container") or container, inventory=inventory,
+        to_ref=holder.get("to_ref", ""), to_image=to_image, waves=waves, hosts=info,
+        options={**holder.get("options", {}), "rebuilt": sorted(moved)}, status="paused",
+        wave=next((i for i, w in enumerate(waves) if set(w) - set(moved)), len(waves) - 1),
+        reason=f"rebuilt from the hosts: {len(moved)} moved container(s), {where}",
+        owner=holder.get("owner", "unknown"), created=holder.get("started", now_iso()),
+    )  # fmt: skip
+    journal.create(rollout)
+    for host in moved:
+        journal.step(rollout, host, 0, "replace", "done", {"rebuilt": True})
+    journal.audit(rollout, "rebuilt", hosts=sorted(moved), lock=where)
+    say(f"rollout {rollout_id}: {rollout.reason}")
+    return rollout
