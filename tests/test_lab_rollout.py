@@ -279,6 +279,13 @@ def test_a_regression_stops_at_the_canary_on_its_gate(
     assert fleet.fingerprints() == fleet.kept
 
 
+def _the_other_release(fleet: Fleet) -> str:
+    """lab1 or lab2: whichever the hosts do not run now (a test on its own, or after
+    another, has something to roll out)."""
+    running = set(fleet.images().values())
+    return LAB[1] if running == {fleet.pinned(LAB[2])} else LAB[2]
+
+
 def _creates_since(fleet: Fleet, name: str, since: str) -> int:
     until = ok_on_host(fleet.state, fleet.index(name), "date +%s.%N", timeout=60).strip()
     out = ok_on_host(fleet.state, fleet.index(name), (
@@ -288,10 +295,11 @@ def _creates_since(fleet: Fleet, name: str, since: str) -> int:
 
 
 def test_kill_9_mid_wave_then_resume_replaces_no_host_twice(fleet: Fleet) -> None:
+    target = _the_other_release(fleet)
     since = {n: ok_on_host(fleet.state, fleet.index(n), "date +%s.%N", timeout=60).strip()
              for n in fleet.names}  # fmt: skip
     argv = [sys.executable, "-c", "from tfenv.cli import main; main()", "rollout", "start",
-            str(fleet.inventory), "--container", "dev", "--to", LAB[1], "--bake", "0",
+            str(fleet.inventory), "--container", "dev", "--to", target, "--bake", "0",
             "--state-dir", str(fleet.state_dir)]  # fmt: skip
     tool = subprocess.Popen(argv, cwd=REPO, env=fleet.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -309,10 +317,10 @@ def test_kill_9_mid_wave_then_resume_replaces_no_host_twice(fleet: Fleet) -> Non
         pytest.fail("wave 2 never started")
     # A second start while it runs: refused, naming the running rollout, on this
     # control machine (the journal) and on another one (the lock on the canary).
-    code, _, stderr = fleet.start(LAB[2])
+    code, _, stderr = fleet.start(SLOW)
     assert code == 3 and rollout_id in stderr, stderr
     code, _, stderr = fleet.rollout("start", str(fleet.inventory), "--container", "dev",
-                                    "--to", LAB[2], state_dir=fleet.tmp / "elsewhere")  # fmt: skip
+                                    "--to", SLOW, state_dir=fleet.tmp / "elsewhere")  # fmt: skip
     assert code == 3 and f"holds the lock on {fleet.names[0]}" in stderr, stderr
     assert rollout_id in stderr
     tool.send_signal(signal.SIGKILL)
@@ -320,22 +328,24 @@ def test_kill_9_mid_wave_then_resume_replaces_no_host_twice(fleet: Fleet) -> Non
     code, summary, stderr = fleet.rollout("resume", rollout_id)
     assert code == 0, stderr
     assert summary["status"] == "completed"
-    lab1 = fleet.pinned(LAB[1])
-    assert set(fleet.images().values()) == {lab1}
+    moved = fleet.pinned(target)
+    assert set(fleet.images().values()) == {moved}
     for name in fleet.names:
         assert _creates_since(fleet, name, since[name]) == 1, name  # replaced exactly once
     lock = read_lock(fleet.lock)[0]
-    assert LAB[1] not in lock.promoted  # lab1 is what the data declares: nothing promoted
-    assert lock.resolve(LAB[1]).pinned == lab1
+    assert lock.resolve(LAB[1]).pinned == moved
+    # Back to lab1, what the data declares: nothing promoted any more.
+    assert (LAB[1] in lock.promoted) == (target == LAB[2])
     assert fleet.reconcile()[0] == 0
     assert fleet.fingerprints() == fleet.kept
 
 
 def test_a_host_stopped_mid_rollout_pauses_it_until_resumed(fleet: Fleet) -> None:
+    target = _the_other_release(fleet)
     down = fleet.state.hosts[fleet.index(fleet.names[-1])]
     subprocess.run(["docker", "stop", "-t", "0", down.container], check=True, capture_output=True)
     try:
-        code, summary, stderr = fleet.start(LAB[2], "--waves", "1,100%")
+        code, summary, stderr = fleet.start(target, "--waves", "1,100%")
     finally:
         subprocess.run(["docker", "start", down.container], check=True, capture_output=True)
     assert code == 2, stderr
@@ -351,7 +361,7 @@ def test_a_host_stopped_mid_rollout_pauses_it_until_resumed(fleet: Fleet) -> Non
     code, summary, stderr = fleet.rollout("resume", summary["id"])
     assert code == 0, stderr
     assert summary["status"] == "completed"
-    assert set(fleet.images().values()) == {fleet.pinned(LAB[2])}
+    assert set(fleet.images().values()) == {fleet.pinned(target)}
     assert fleet.reconcile()[0] == 0
     assert fleet.fingerprints() == fleet.kept
     history = fleet.tfenv("rollout", "history", summary["id"], "--state-dir",

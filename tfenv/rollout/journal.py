@@ -197,7 +197,13 @@ class Journal:
             "rollout": rollout.id,
             "container": rollout.container,
             "event": event,
-            "from": sorted({h["from"] for h in rollout.hosts.values() if h.get("from")}),
+            "from": sorted(
+                {
+                    h.get("from") or h["declared"]
+                    for h in rollout.hosts.values()
+                    if h.get("from") or h.get("declared")
+                }
+            ),
             "to": rollout.to_image,
             **details,
         }

@@ -39,6 +39,7 @@ DEPLOY = "deploys/rollout.py"
 LOG_NAME = "rollout-pyinfra.log"
 # What the container operation says of a container in use (tfenv.operations.tf_container)
 BUSY_MARKS = ("replacement pending", "came into use", "still in use")
+NOT_STARTED = "did not start"  # the new container failed to start: the old one runs again
 # Exit codes of tfenv rollout.
 EXIT_DONE = 0  # completed, or waiting for `promote` between waves (--confirm)
 EXIT_FAILED = 1  # a gate failed: paused on the failed hosts, or rolled back
@@ -252,9 +253,10 @@ class Controller:
                 why = busy[0]
                 j.step(r, host, wave, "replace", "busy", {"why": why})
                 result.busy[host] = why
-            elif failures:
-                j.step(r, host, wave, "replace", "failed", {"why": failures[-1]})
-                result.failed[host] = [Gate("replace", False, failures[-1][:300])]
+            elif failures or any(NOT_STARTED in line for line in said):
+                why = (failures or [ln for ln in said if NOT_STARTED in ln])[-1]
+                j.step(r, host, wave, "replace", "failed", {"why": why})
+                result.failed[host] = [Gate("replace", False, why[:300])]
             elif "error" in outcome:
                 j.step(r, host, wave, "replace", "inconclusive", {"why": outcome["error"]})
                 result.inconclusive[host] = outcome["error"]
