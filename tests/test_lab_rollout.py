@@ -130,6 +130,8 @@ class Fleet:
 
     def audit(self) -> list[dict]:
         path = self.state_dir / "rollout-audit.jsonl"
+        if not path.exists():
+            return []
         return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -340,17 +342,27 @@ def test_kill_9_mid_wave_then_resume_replaces_no_host_twice(fleet: Fleet) -> Non
     assert fleet.fingerprints() == fleet.kept
 
 
-def test_a_host_stopped_mid_rollout_pauses_it_until_resumed(fleet: Fleet) -> None:
+def test_confirm_waits_for_promote_and_a_stopped_host_pauses_until_resumed(
+    fleet: Fleet,
+) -> None:
     target = _the_other_release(fleet)
+    before = fleet.images()
+    code, summary, stderr = fleet.start(target, "--waves", "1,100%", "--confirm")
+    assert code == 0, stderr
+    assert summary["status"] == "waiting" and f"tfenv rollout promote {summary['id']}" in stderr
+    canary = fleet.names[0]
+    assert fleet.images() == {**before, canary: fleet.pinned(target)}  # wave 1 only
+    # A host of the next wave goes down: promote starts wave 2, which pauses on it.
     down = fleet.state.hosts[fleet.index(fleet.names[-1])]
     subprocess.run(["docker", "stop", "-t", "0", down.container], check=True, capture_output=True)
     try:
-        code, summary, stderr = fleet.start(target, "--waves", "1,100%")
+        code, summary, stderr = fleet.rollout("promote", summary["id"])
     finally:
         subprocess.run(["docker", "start", down.container], check=True, capture_output=True)
     assert code == 2, stderr
     assert summary["status"] == "paused" and down.name in summary["reason"], summary
     assert "inconclusive" in summary["reason"]
+    assert fleet.images() == {**before, canary: fleet.pinned(target)}  # nothing else moved
     _wait_for_ssh(fleet.lab, down, timeout=180)
     deadline = time.monotonic() + 300
     while "running healthy" not in ok_on_host(fleet.state, fleet.index(down.name), (
@@ -366,4 +378,6 @@ def test_a_host_stopped_mid_rollout_pauses_it_until_resumed(fleet: Fleet) -> Non
     assert fleet.fingerprints() == fleet.kept
     history = fleet.tfenv("rollout", "history", summary["id"], "--state-dir",
                           str(fleet.state_dir))  # fmt: skip
-    assert history.returncode == 0 and "completed" in history.stdout
+    assert history.returncode == 0, history.stderr
+    for event in ("waiting", "promote", "paused", "resume", "completed"):
+        assert f" {event} " in history.stdout, history.stdout
