@@ -124,6 +124,7 @@ def start_pyinfra(
     shard: str | None = None,
     gated: bool = False,
     data: Sequence[str] = (),
+    parallel: int | None = None,
 ) -> Started:
     """Start one pyinfra run of ``deploy`` limited to the ``limits`` patterns (and
     ``shard``): ``--dry`` (change detection on, nothing executed) or ``-y``
@@ -135,6 +136,7 @@ def start_pyinfra(
     mode = ["--dry", "--json"] if dry else ["-y"]
     # A debugging aid (and the benchmark's command count): TFENV_PYINFRA_ARGS=--debug
     mode += os.environ.get(PYINFRA_ARGS_ENV, "").split()
+    mode += ["--parallel", str(parallel)] if parallel else []  # hosts at once (default: all)
     patterns = [arg for limit in limits for arg in ("--limit", limit)]
     extra = [arg for item in data for arg in ("--data", item)]
     env = {**os.environ, DEEP_ENV: "1" if deep else "", SHARD_ENV: shard or ""}
@@ -152,10 +154,11 @@ def run_pyinfra(
     deep: bool = False,
     data: Sequence[str] = (),
     progress: Progress | None = None,
+    parallel: int | None = None,
 ) -> PyinfraRun:
     """:func:`start_pyinfra` for exactly ``hosts``, waited for."""
     started = start_pyinfra(inventory, deploy, hosts, dry=dry, collect=collect, deep=deep,
-                            data=data)  # fmt: skip
+                            data=data, parallel=parallel)  # fmt: skip
     return started.finish(hosts, progress)
 
 

@@ -139,13 +139,16 @@ def rollout() -> None:
 @click.option("--confirm", is_flag=True, help="Wait for `tfenv rollout promote` between waves.")
 @click.option("--on-failure", type=click.Choice(["pause", "rollback"]), default="pause",
               show_default=True, help="On a failed gate: stop there, or roll back.")  # fmt: skip
+@click.option("--probe-parallel", type=click.IntRange(min=1), default=None,
+              help="Hosts measured at once (default: a whole wave); 1 where hosts share "
+              "CPUs (VMs on one hypervisor, the lab).")  # fmt: skip
 @click.option("--limit", "limits", multiple=True, metavar="HOST_OR_GROUP",
               help="Only these hosts or groups (repeatable).")  # fmt: skip
 @STATE_OPTION
 @JSON_OPTION
 def start(inventory: str, container: str, to_ref: str, waves: str, bake: str, confirm: bool,
-          on_failure: str, limits: tuple[str, ...], state_dir: str | None,
-          as_json: bool) -> None:  # fmt: skip
+          on_failure: str, probe_parallel: int | None, limits: tuple[str, ...],
+          state_dir: str | None, as_json: bool) -> None:  # fmt: skip
     """Roll CONTAINER of INVENTORY's hosts out to a new image, wave by wave."""
     from tfenv.cli import _load, _matching
     from tfenv.model.inventory import validate_hosts
@@ -171,7 +174,8 @@ def start(inventory: str, container: str, to_ref: str, waves: str, bake: str, co
         _refuse(f"rollout {running.id} of {container} ({running.status}: to {running.to_ref}, "
                 f"by {running.owner}) is not finished. Finish it first: tfenv rollout "
                 f"resume|rollback {running.id}")  # fmt: skip
-    options = {"waves": waves, "bake": bake_seconds, "confirm": confirm, "on_failure": on_failure}
+    options = {"waves": waves, "bake": bake_seconds, "confirm": confirm, "on_failure": on_failure,
+               "probe_parallel": probe_parallel}  # fmt: skip
     try:
         planned = build_rollout(inventory, hosts, specs, container, to_ref, options, base, _say)
     except RolloutError as exc:

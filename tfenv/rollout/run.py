@@ -85,7 +85,14 @@ class Controller:
             json.dump(step, handle)
         os.environ[STEP_ENV] = handle.name
         try:
-            run = run_pyinfra(self.rollout.inventory, DEPLOY, sorted(hosts), dry=dry, collect=True)
+            # Measuring phases at most --probe-parallel hosts at once: hosts that share
+            # CPUs (VMs on one hypervisor, the lab) would skew each other's latencies.
+            measuring = phase in ("observe", "check") and any(
+                h.get("metrics") for h in hosts.values()
+            )
+            parallel = self.rollout.options.get("probe_parallel") if measuring else None
+            run = run_pyinfra(self.rollout.inventory, DEPLOY, sorted(hosts), dry=dry,
+                              collect=True, parallel=parallel)  # fmt: skip
         finally:
             os.environ.pop(STEP_ENV, None)
             os.unlink(handle.name)
