@@ -9,6 +9,7 @@ import json
 import math
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from tfenv.layout import ROLLOUT_FROM_LABEL, ROLLOUT_ID_LABEL, ROLLOUT_LABELS, R
 from tfenv.model.spec import CanaryGates, Container
 from tfenv.operations.tf_container import rollout_in_progress
 from tfenv.reconcile.report import EXIT_CLEAN, EXIT_DRIFT, HostResult, Item, Report
+from tfenv.rollout import probe as probe_script
 from tfenv.rollout.gates import Gate, health_gates, kl_divergence, metric_gates, verdict
 from tfenv.rollout.journal import Journal, JournalError, Rollout, owner
 from tfenv.rollout.plan import (
@@ -912,3 +914,22 @@ def test_drift_beside_a_rollout_item_is_drift() -> None:
     assert report.totals["items"] == 1
     assert report.totals["drift"] == 1
     assert report.totals["rollout_in_progress"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [("h200_memory_used_idle.txt", 0.0), ("h200_memory_used_1gib.txt", 1551.0)],
+)
+def test_probe_reads_gpu_memory_as_a_real_h200_prints_it(
+    fixture: str, expected: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Captured with the probe's own nvidia-smi query on a lent H200 (and, there, the
+    probe's function gave the same numbers against the real nvidia-smi)."""
+    text = (Path(__file__).parent / "fixtures" / "nvidia_smi" / fixture).read_text()
+
+    def fake_run(argv, **_):  # type: ignore[no-untyped-def]
+        assert argv == ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"]
+        return subprocess.CompletedProcess(argv, 0, stdout=text, stderr="")
+
+    monkeypatch.setattr(probe_script.subprocess, "run", fake_run)
+    assert probe_script.gpu_memory_mib() == expected
