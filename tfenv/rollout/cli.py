@@ -223,7 +223,9 @@ def _continue(rollout_id: str, inventory: str, state_dir: str | None, as_json: b
     found = _load_rollout(journal, rollout_id, inventory)
     if found.status not in allowed:
         hint = {"waiting": f"it waits for: tfenv rollout promote {found.id}",
-                "completed": "it is complete", "aborted": "it was aborted"}.get(
+                "completed": "it is complete", "aborted": "it was aborted",
+                "rolling-back": f"its rollback was cut short; finish it: tfenv rollout "
+                                f"rollback {found.id}"}.get(
                     found.status, f"it is {found.status}")  # fmt: skip
         _refuse(f"rollout {found.id} cannot be {verb}d: {hint}")
     with _driving(journal, found.container):

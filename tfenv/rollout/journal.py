@@ -28,7 +28,8 @@ from tfenv.reconcile.report import now_iso
 
 DB_NAME = "rollouts.sqlite"
 AUDIT_NAME = "rollout-audit.jsonl"
-ACTIVE = ("running", "paused", "waiting")  # a rollout that holds its container group
+# A rollout that holds its container group (a rollback killed half-way included).
+ACTIVE = ("running", "paused", "waiting", "rolling-back")
 FINAL = ("completed", "aborted")
 
 SCHEMA = """
@@ -146,7 +147,7 @@ class Journal:
         row = self.db.execute(
             "SELECT id, container, inventory, to_ref, to_image, plan, options, status, wave,"
             " reason, owner, created, updated FROM rollouts WHERE container = ? AND"
-            " inventory = ? AND status IN (?, ?, ?) ORDER BY created DESC LIMIT 1",
+            " inventory = ? AND status IN (?, ?, ?, ?) ORDER BY created DESC LIMIT 1",
             (container, inventory, *ACTIVE),
         ).fetchone()
         return _rollout(row) if row else None

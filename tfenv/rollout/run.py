@@ -211,7 +211,16 @@ class Controller:
                 result.inconclusive[host] = why
                 continue
             check = line["check"]
+            known = {key: line[key] for key in ("declared", "declared_image", "lock", "gpus",
+                                                 "jupyter", "gates")}  # fmt: skip
             if _moved_here(check, r):
+                r.hosts[host].update(known)  # what completion writes to the lock needs
+                j.save(r)
+                replaced = j.last(r.id, host, "replace")
+                if replaced is None or replaced[0] == "started":  # the tool died mid-replace
+                    j.step(r, host, wave, "replace", "done", {"to": r.to_image, "seen": True})
+                    j.audit(r, "replaced", wave=wave + 1, host=host,
+                            previous=r.hosts[host].get("from"), seen_on="resume")  # fmt: skip
                 j.step(r, host, wave, "baseline", "done", {"moved": True})
                 to_check.append(host)
                 continue
@@ -227,10 +236,7 @@ class Controller:
                 j.step(r, host, wave, "baseline", "inconclusive", {"error": why})
                 result.inconclusive[host] = why
                 continue
-            r.hosts[host].update({"from": check["image"], "declared": line["declared"],
-                                  "declared_image": line["declared_image"],
-                                  "lock": line["lock"], "gpus": line["gpus"],
-                                  "jupyter": line["jupyter"], "gates": line["gates"]})  # fmt: skip
+            r.hosts[host].update({**known, "from": check["image"]})
             j.save(r)
             if baseline is not None and not earlier:
                 j.step(r, host, wave, "baseline-metrics", "done", baseline)
@@ -362,7 +368,13 @@ class Controller:
 
     def complete(self) -> int:
         r, j = self.rollout, self.journal
-        self.write_lock()
+        if not r.to_ref or "digest" not in r.options:
+            # Rebuilt from the hosts without its lock file: the tag it went to is unknown.
+            self.say(f"the lock file is NOT advanced: rollout {r.id} was rebuilt without its "
+                     "plan (the lock file on its canary host was gone); pin the new tag with "
+                     "tfenv lock and declare it in the group data")  # fmt: skip
+        else:
+            self.write_lock()
         r.status, r.reason = "completed", ""
         j.save(r)
         j.audit(r, "completed", lock=sorted({h["lock"] for h in r.hosts.values() if "lock" in h}))
@@ -528,7 +540,7 @@ def rebuild(rollout_id: str, inventory: str, hosts: list[str], journal: Journal,
         id=rollout_id, container=holder.get("container") or container, inventory=inventory,
         to_ref=holder.get("to_ref", ""), to_image=to_image, waves=waves, hosts=info,
         options={**holder.get("options", {}), "rebuilt": sorted(moved)}, status="paused",
-        wave=next((i for i, w in enumerate(waves) if set(w) - set(moved)), len(waves) - 1),
+        wave=0,  # from the start: the moved hosts are gated again (health), never replaced
         reason=f"rebuilt from the hosts: {len(moved)} moved container(s), {where}",
         owner=holder.get("owner", "unknown"), created=holder.get("started", now_iso()),
     )  # fmt: skip
