@@ -9,6 +9,7 @@ any test asks for, and taken down at the end.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,7 +86,13 @@ def pyinfra_on_lab(lab: Lab, *args: str, timeout: float = 300, succeed: bool = T
         check=False,
     )
     assert (result.returncode == 0) == succeed, result.stdout + result.stderr
-    return result.stdout + result.stderr
+    return one_space_after_host(result.stdout + result.stderr)
+
+
+def one_space_after_host(output: str) -> str:
+    """pyinfra pads ``[NAME]`` to the inventory's longest host name (``[lab-5]  Success``
+    once there is a ``lab-10``): one space, so tests can look for ``[lab-5] Success``."""
+    return re.sub(r"(\[[A-Za-z0-9_.-]+\]) {2,}", r"\1 ", output)
 
 
 def on_host(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixtures import ok_on_host, on_host, pyinfra_on_lab
+from lab_fixtures import ok_on_host, on_host, one_space_after_host, pyinfra_on_lab
 
 from tfenv.lab.fleet import Lab, ssh_command
 
@@ -693,7 +693,7 @@ def test_a_host_down_mid_run_fails_alone_and_converges_when_back(
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
         subprocess.run(["docker", "start", machine], check=True, capture_output=True)
-    output = log.read_text()
+    output = one_space_after_host(log.read_text())
     assert f"[{host}] Error: lost the SSH connection during" in output, output
     assert "the other hosts go on" in output
     assert f"[{other}] dev: running, healthy" in output, output  # the other went on to the end

@@ -237,3 +237,14 @@ def test_tfenv_validate_checks_the_reconcile_section_too(tmp_path: Path) -> None
     specs, problems = validate_hosts([good, bad], tmp_path)
     assert sorted(specs) == ["ctl-1", "ctl-2"]  # nothing else declared: valid nodes
     assert [(p.host, p.field) for p in problems] == [("ctl-2", "reconcile.schedule")]
+
+
+def test_a_host_failure_is_found_whatever_pyinfra_pads_its_name_with() -> None:
+    """pyinfra pads ``[NAME]`` to the inventory's longest host name."""
+    from tfenv.reconcile.check import host_failed
+
+    output = "    [lab-5]  Error: executed 0 commands\n    [lab-10] Success\n"
+    assert host_failed(output, "lab-5")
+    assert not host_failed(output, "lab-10")
+    assert host_failed("[gpu-1]    Could not connect (timed out)\n", "gpu-1")
+    assert not host_failed("[gpu-11] Error: x\n", "gpu-1")  # another host's name

@@ -180,6 +180,12 @@ def _report_progress(out: Path, total: int, seen: int, progress: Progress) -> in
     return len(lines)
 
 
+def host_failed(output: str, host: str) -> bool:
+    """Whether pyinfra's output says ``host`` failed or could not be reached. pyinfra pads
+    ``[NAME]`` to the inventory's longest host name: ``[lab-5]  Error`` beside ``lab-10``."""
+    return re.search(rf"\[{re.escape(host)}\] *(Error|Could not)", output) is not None
+
+
 def host_error(output: str, host: str, rc: int) -> str:
     """Why pyinfra did not finish checking ``host``, from its own output."""
     tag = f"[{host}]"
@@ -256,7 +262,7 @@ def apply_hosts(
         run = run_pyinfra(inventory, deploy, group, dry=False, data=data)
         outputs.append(run.output)
         for name in group:
-            failed = f"[{name}] Error" in run.output or f"[{name}] Could not" in run.output
+            failed = host_failed(run.output, name)
             outcome[name] = (
                 f"failed: {host_error(run.output, name, run.rc)}" if failed else "applied"
             )

@@ -28,7 +28,7 @@ from tfenv import layout
 from tfenv.images.lock import LockedImage, Promotion, dump_lock, read_lock
 from tfenv.layout import ROLLOUT_FROM_LABEL, ROLLOUT_ID_LABEL, ROLLOUT_TO_LABEL
 from tfenv.model.spec import CanaryGates
-from tfenv.reconcile.check import host_error, run_pyinfra
+from tfenv.reconcile.check import host_error, host_failed, run_pyinfra
 from tfenv.reconcile.files import write_atomic
 from tfenv.reconcile.report import now_iso
 from tfenv.rollout.env import LOCK_HELD, STEP_ENV
@@ -111,7 +111,7 @@ class Controller:
                     merged.update(line)
         for name in hosts:
             tag = f"[{name}]"
-            failed = f"{tag} Error" in run.output or f"{tag} Could not" in run.output
+            failed = host_failed(run.output, name)
             if (name not in results and (failed or dry)) or (
                 failed and "failures" not in results.get(name, {})
             ):
