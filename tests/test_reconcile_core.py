@@ -248,3 +248,16 @@ def test_a_host_failure_is_found_whatever_pyinfra_pads_its_name_with() -> None:
     assert not host_failed(output, "lab-10")
     assert host_failed("[gpu-1]    Could not connect (timed out)\n", "gpu-1")
     assert not host_failed("[gpu-11] Error: x\n", "gpu-1")  # another host's name
+
+
+def test_an_exclusive_lock_is_held_once_and_names_its_holder(tmp_path: Path) -> None:
+    from tfenv.reconcile.files import hold_exclusive
+
+    first, holder = hold_exclusive(tmp_path / "run.lock")
+    assert first is not None and holder == ""
+    second, holder = hold_exclusive(tmp_path / "run.lock")
+    assert second is None and holder == f"pid {os.getpid()}"
+    first.close()  # released: the next one takes it
+    third, holder = hold_exclusive(tmp_path / "run.lock")
+    assert third is not None and holder == ""
+    third.close()

@@ -559,22 +559,15 @@ def _record(state: Path, report):  # type: ignore[no-untyped-def]
 def _one_run_at_a_time(state: Path, shard: str | None):  # type: ignore[no-untyped-def]
     """An exclusive lock per state directory and shard, held for the whole run: a
     timer's run and a person's never overlap (shards of one run may)."""
-    import fcntl
+    from tfenv.reconcile.files import hold_exclusive
 
     name = f"reconcile-shard-{shard.replace('/', '-of-')}.lock" if shard else "reconcile.lock"
-    handle = open(state / name, "a+")  # noqa: SIM115  # held until the run ends
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+    handle, holder = hold_exclusive(state / name)  # held until the run ends
+    if handle is None:
         _fail(
-            f"another tfenv reconcile ({holder}) is running on {state}; this run checked "
-            "nothing (exit 1). Wait for it, or pass another --state-dir."
+            f"another tfenv reconcile ({holder or 'another process'}) is running on {state}; "
+            "this run checked nothing (exit 1). Wait for it, or pass another --state-dir."
         )
-    handle.truncate(0)
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
     return handle
 
 

@@ -1,4 +1,5 @@
-"""Writing report files so that a reader never sees half of one.
+"""Files in the state directory: reports a reader never sees half of, and the
+locks that keep two runs of one kind apart.
 
 node_exporter's textfile collector and a web server may read the reconcile's
 outputs at any moment: each is written to a temporary file in the same
@@ -8,9 +9,11 @@ directory, synced, then renamed over the old one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
@@ -44,3 +47,21 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def hold_exclusive(path: Path) -> tuple[IO[str] | None, str]:
+    """An exclusive lock on ``path`` (flock, released when the handle closes or the
+    process dies, kill -9 included), with this process's pid written in it:
+    (the open handle, "") when taken, (None, what its holder wrote) when not."""
+    handle = open(path, "a+")  # noqa: SIM115  # held by the caller until it is done
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        return None, holder
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle, ""

@@ -9,7 +9,6 @@ container busy; resume later), 3 refused before anything changed.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import click
 
 from tfenv.reconcile import history
+from tfenv.reconcile.files import hold_exclusive
 from tfenv.rollout.journal import FINAL, Journal, JournalError, Rollout
 from tfenv.rollout.plan import DEFAULT_WAVES, PlanError, parse_duration, parse_waves
 from tfenv.rollout.run import EXIT_BAD_INPUT, Controller, RolloutError
@@ -61,16 +61,11 @@ def _journal(inventory: str, state_dir: str | None) -> Journal:
 def _driving(journal: Journal, container: str) -> Iterator[None]:
     """One tfenv process drives a container group's rollout at a time on this state
     directory (the lock file on the canary host covers other control machines)."""
-    handle = open(journal.state_dir / f"rollout-{container}.lock", "a+")  # noqa: SIM115
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        _refuse(f"another tfenv rollout ({handle.read().strip() or 'a process'}) is driving "
+    handle, holder = hold_exclusive(journal.state_dir / f"rollout-{container}.lock")
+    if handle is None:
+        _refuse(f"another tfenv rollout ({holder or 'a process'}) is driving "
                 f"the {container} rollout from {journal.state_dir}")  # fmt: skip
-    handle.truncate(0)
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
+        return
     try:
         yield
     finally:
