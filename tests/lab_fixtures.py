@@ -13,13 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tfenv.lab.engine import docker_ready, ensure_docker
-from tfenv.lab.fleet import Lab, LabState, down, ssh_command, up
+from tfenv.lab.fleet import Lab, LabState, down, ssh_command, up, wait_for_ssh
 from tfenv.lab.run import LabError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,3 +118,17 @@ def ok_on_host(
     result = on_host(state, host, script, stdin, timeout)
     assert result.returncode == 0, f"{script}\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def start_host_again(lab: Lab, state: LabState, host: int, timeout: float = 300) -> None:
+    """``docker start`` a lab host a test stopped, then wait until it answers over SSH
+    and its ``dev`` container is running and healthy again (a test that goes on at
+    once sees a host still booting: unreachable, or its engine not up yet)."""
+    subprocess.run(["docker", "start", state.hosts[host].container], check=True,
+                   capture_output=True)  # fmt: skip
+    wait_for_ssh(lab, state.hosts[host], timeout=timeout)
+    deadline = time.monotonic() + timeout
+    probe = "sudo docker inspect -f '{{.State.Status}} {{.State.Health.Status}}' dev 2>/dev/null"
+    while "running healthy" not in on_host(state, host, probe, timeout=60).stdout:
+        assert time.monotonic() < deadline, f"dev not healthy again on {state.hosts[host].name}"
+        time.sleep(2)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_fixtures import REPO, ok_on_host, on_host, pyinfra_on_lab
+from lab_fixtures import REPO, ok_on_host, on_host, pyinfra_on_lab, start_host_again
 
 from tfenv.lab.fleet import Lab
 
@@ -284,7 +284,7 @@ def test_an_unreachable_host_gives_exit_1_in_all_three_reports(fleet, test_lab: 
     try:
         code, report, stderr = reconcile(test_lab, state, tmp)
     finally:
-        subprocess.run(["docker", "start", down.container], check=True, capture_output=True)
+        start_host_again(test_lab, state, FIRST + 2)
     assert code == 1, stderr
     assert report["hosts"][down.name]["status"] == "unreachable"
     assert report["hosts"][down.name]["error"]
@@ -303,14 +303,14 @@ def test_three_shards_partition_the_hosts_and_merge_to_the_whole(
     fleet, test_lab: Lab, tmp_path: Path
 ) -> None:
     state, _, _ = fleet
-    code, whole, _ = reconcile(test_lab, state, tmp_path / "whole")
-    assert code == 0
+    code, whole, stderr = reconcile(test_lab, state, tmp_path / "whole")
+    assert code == 0, json.dumps(whole, indent=1) + stderr
     shard_files = []
     seen: list[str] = []
     for k in (1, 2, 3):
         run_dir = tmp_path / f"shard{k}"
-        code, report, _ = reconcile(test_lab, state, run_dir, "--shard", f"{k}/3")
-        assert code == 0
+        code, report, stderr = reconcile(test_lab, state, run_dir, "--shard", f"{k}/3")
+        assert code == 0, json.dumps(report, indent=1) + stderr
         seen += list(report["hosts"])
         shard_files.append(str(run_dir / "reports" / "report.json"))
     assert sorted(seen) == sorted(names(state))  # each host in exactly one shard

@@ -210,7 +210,7 @@ def _ssh_base(lab: Lab, port: int) -> list[str]:
     return ssh_command(str(lab.key.resolve()), str(lab.known_hosts.resolve()), port)
 
 
-def _wait_for_ssh(lab: Lab, host: LabHost, timeout: float = 90) -> None:
+def wait_for_ssh(lab: Lab, host: LabHost, timeout: float = 90) -> None:
     # Docker's port forwarder accepts TCP before sshd listens: only a real
     # command over SSH proves the host is up.
     deadline = time.monotonic() + timeout
@@ -403,7 +403,7 @@ def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState
 
     with step(f"Waiting for SSH on {hosts} host(s)"):
         for number, host in enumerate(state.hosts, 1):
-            _wait_for_ssh(lab, host)
+            wait_for_ssh(lab, host)
             if hosts > 5 and number % 5 == 0:
                 say(f"    {number}/{hosts} answer")
     say(
