@@ -38,7 +38,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 # Mutation testing of the pure core (minutes to an hour on 2 cores; not in CI).
 # Scores per module, and the areas' 80% target: tools/mutation-score.

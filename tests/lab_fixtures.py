@@ -132,3 +132,32 @@ def start_host_again(lab: Lab, state: LabState, host: int, timeout: float = 300)
     while "running healthy" not in on_host(state, host, probe, timeout=60).stdout:
         assert time.monotonic() < deadline, f"dev not healthy again on {state.hosts[host].name}"
         time.sleep(2)
+
+
+CANARY_INVENTORY = '''\
+"""Lab hosts for {what}, {canary} the canary (written by the test)."""
+from tfenv.lab.fleet import current_state
+
+_state = current_state()
+_hosts = {{h.name: h for h in _state.hosts}}
+lab = [
+    (name, {{
+        "ssh_hostname": "127.0.0.1",
+        "ssh_port": _hosts[name].port,
+        "ssh_user": _state.user,
+        "ssh_key": _state.key,
+        "ssh_known_hosts_file": _state.known_hosts,
+        "ssh_strict_host_key_checking": "yes",
+        "_sudo": True,
+        "image_lock": {lock!r},
+    }})
+    for name in {names!r}
+]
+canary = [{canary!r}]
+'''
+
+
+def canary_inventory(what: str, lock: Path, names: list[str]) -> str:
+    """An inventory of ``names`` (group ``lab``, so the lab's group data applies), with
+    its own image lock and the first host as the ``canary`` group."""
+    return CANARY_INVENTORY.format(what=what, lock=str(lock), names=names, canary=names[0])

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_fixtures import REPO, ok_on_host, start_host_again
+from lab_fixtures import REPO, canary_inventory, ok_on_host, start_host_again
 
 from tfenv.images.lock import read_lock
 from tfenv.lab.fleet import Lab
@@ -38,28 +38,6 @@ BROKEN, SLOW, DRIFT = (f"{REPOSITORY}:2.17.1-{t}" for t in ("lab3-broken", "lab4
                                                              "lab5-drift"))  # fmt: skip
 KEPT = "/mnt/checkpoints/rollout-kept.bin"
 HOME_KEPT = "/var/lib/tfenv/containers/dev/home/rollout-notes.txt"
-
-INVENTORY = '''\
-"""The rollout tests' five lab hosts, lab-10 the canary (written by the test)."""
-from tfenv.lab.fleet import current_state
-
-_state = current_state()
-_hosts = {{h.name: h for h in _state.hosts}}
-lab = [
-    (name, {{
-        "ssh_hostname": "127.0.0.1",
-        "ssh_port": _hosts[name].port,
-        "ssh_user": _state.user,
-        "ssh_key": _state.key,
-        "ssh_known_hosts_file": _state.known_hosts,
-        "ssh_strict_host_key_checking": "yes",
-        "_sudo": True,
-        "image_lock": {lock!r},
-    }})
-    for name in {names!r}
-]
-canary = [{canary!r}]
-'''
 
 
 class Fleet:
@@ -142,8 +120,7 @@ def fleet(lab_of, test_lab: Lab, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rollout")
     fleet = Fleet(test_lab, state, tmp)
     shutil.copyfile(state.lock, fleet.lock)  # this module's lock: the lab's stays as it is
-    fleet.inventory.write_text(INVENTORY.format(lock=str(fleet.lock), names=fleet.names,
-                                                canary=fleet.names[0]))  # fmt: skip
+    fleet.inventory.write_text(canary_inventory("the rollout tests", fleet.lock, fleet.names))
     result = fleet.deploy()
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     first = fleet.index(fleet.names[0])

@@ -368,11 +368,20 @@ def test_prepare_quotes_paths_and_skips_what_is_not_declared() -> None:
 def test_guard_uses_the_declared_idle_minutes_and_quotes_the_name() -> None:
     spec = desired(replace={"policy": "when-idle", "idle_minutes": 5})
     spec = dataclasses.replace(spec, name="dev's")
-    assert tc._guard(spec, "when-idle").get_raw_value() == (
+    assert tc.busy_guard(spec.name, spec.replace, "when-idle").get_raw_value() == (
         f"{BUSY_FUNCTIONS} tfenv_gpu_apps; r=$(tfenv_busy 'dev'\"'\"'s' 5 ); [ -z \"$r\" ] || "
         "{ echo 'tfenv: dev'\"'\"'s came into use; not replaced (--data force_busy=true "
         'replaces it anyway):\' "$r" >&2; exit 1; }'
     )
+
+
+def test_the_reboot_guard_says_the_host_is_not_rebooted() -> None:
+    spec = desired(replace={"policy": "wait", "timeout": 120})
+    command = tc.busy_guard(spec.name, spec.replace, "wait", "rebooted").get_raw_value()
+    assert "end=$(( $(date +%s) + 120 ))" in command
+    assert "dev is still in use after 120 s; the host is not rebooted" in command
+    now = tc.busy_guard(spec.name, spec.replace, "now", "rebooted").get_raw_value()
+    assert "this host is rebooted (NVIDIA driver) and dev restarts in 10 seconds" in now
 
 
 def test_locked_with_no_command_only_takes_the_lock() -> None:
@@ -434,3 +443,13 @@ def test_container_files_in_place_is_a_noop_and_stale_secrets_go() -> None:
         *(raw(c) for c in write_sealed_file(path, other, "0400", 1000, 1000)),
         *(raw(c) for c in remove_sealed_file(stale)),
     ]
+
+
+def test_the_guard_before_a_driver_reboot_can_leave_out_the_gpu_signal() -> None:
+    spec = desired(replace={"policy": "when-idle"})
+    with_gpu = tc.busy_guard(spec.name, spec.replace, "when-idle", "rebooted").get_raw_value()
+    without = tc.busy_guard(spec.name, spec.replace, "when-idle", "rebooted",
+                            gpu=False).get_raw_value()  # fmt: skip
+    assert "tfenv_gpu_apps; r=$(tfenv_busy dev" in with_gpu
+    assert "tfenv_apps=; r=$(tfenv_busy dev" in without
+    assert "tfenv_gpu_apps;" not in without.replace(BUSY_FUNCTIONS, "")

@@ -16,6 +16,10 @@ SEAL_SUFFIX = ".tfenv-seal"  # beside every file tfenv wrote a secret or key to
 # -- /var/lib/tfenv: state that outlives every container ----------------------
 STATE_DIR = "/var/lib/tfenv/containers"  # STATE_DIR/CONTAINER/{home,ssh-host-keys}
 ROLLOUT_LOCK_DIR = "/var/lib/tfenv/rollouts"  # one rollout per container group: see rollout_lock
+# The host's own record of a driver rollout that moved it (JSON: id, from, to): the
+# plain deploy keeps the rollout's version while it runs; status/resume read it.
+DRIVER_ROLLOUT_FILE = f"{ROLLOUT_LOCK_DIR}/driver.json"
+DRIVER_GROUP = "_nvidia-driver"  # a driver rollout's group (never a container's name)
 NFS_HOMES = ".tfenv-homes"  # MOUNT_POINT/.tfenv-homes/CONTAINER: homes on an NFS export
 
 # -- systemd ----------------------------------------------------------------

@@ -7,27 +7,31 @@ round trips); the reboot decision and the checks read again at execution time.
 
 from __future__ import annotations
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import server
 
 from tfenv.deploys.spec import registry_inputs
-from tfenv.drift import record
 from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.model.spec import Driver, NodeSpec
 from tfenv.operations.clock import clock_in_sync
 from tfenv.operations.container_toolkit import container_toolkit
 from tfenv.operations.docker_engine import docker_engine
+from tfenv.operations.driver_reboot import driver_reboot, idle_for_driver, reboot_batch
 from tfenv.operations.gpu_check import gpus_in_container
 from tfenv.operations.image import pinned_image
-from tfenv.operations.nvidia_driver import driver_ready, nvidia_driver, reboot_reasons
+from tfenv.operations.nvidia_driver import (
+    driver_in_rollout,
+    driver_ready,
+    nvidia_driver,
+    reboot_after_install,
+    reboot_reasons,
+)
 from tfenv.operations.registry_login import registry_logins
+from tfenv.operations.tf_container import is_forced
 
-REBOOT_TIMEOUT = 900  # seconds: a GPU server with DKMS and 8 GPUs can take minutes
 
-
-def _repository(spec: NodeSpec, name: str) -> dict[str, str]:
+def repository_args(spec: NodeSpec, name: str) -> dict[str, str]:
     repository = getattr(spec.apt_repositories, name)
     return {"url": repository.url, "key": repository.key} if repository else {}
 
@@ -47,18 +51,41 @@ def gpu_base(
             version=engine.version,
             source=engine.source,
             observed=observed,
-            **_repository(spec, "docker"),
+            **repository_args(spec, "docker"),
         )
     driver = spec.nvidia_driver
+    version = driver.version if driver else ""
+    node = node or tf_node(host)
+    force_busy = is_forced(host.data.get("force_busy", False))
+    # The containers a reboot would end: those running now (the deploy starts the
+    # others after the reboot).
+    guarded = [
+        (name, c.replace)
+        for name, c in sorted(spec.containers.items())
+        if name in node.containers and node.containers[name].running
+    ]
     if driver:
+        version, rollout = driver_in_rollout(observed, driver.version, driver.kernel_modules)
+        due = reboot_after_install(observed, version, driver.kernel_modules)
+        if due and driver.reboot == "if-needed":
+            idle_for_driver(
+                name="Containers idle for the driver's reboot",
+                version=version,
+                why=due,
+                containers=guarded,
+                observed=node,
+                force_busy=force_busy,
+            )
         changers.append(
             nvidia_driver(
-                name=f"NVIDIA driver {driver.version} ({driver.kernel_modules} modules)",
-                version=driver.version,
+                name=f"NVIDIA driver {version} ({driver.kernel_modules} modules)",
+                version=version,
                 kernel_modules=driver.kernel_modules,
                 persistence_mode=driver.persistence_mode,
                 observed=observed,
-                **_repository(spec, "cuda"),
+                rollout=rollout,
+                declared=driver.version,
+                **repository_args(spec, "cuda"),
             )
         )
     if spec.container_toolkit:
@@ -67,12 +94,12 @@ def gpu_base(
                 name=f"NVIDIA container toolkit {spec.container_toolkit.version}",
                 version=spec.container_toolkit.version,
                 observed=observed,
-                **_repository(spec, "nvidia_container_toolkit"),
+                **repository_args(spec, "nvidia_container_toolkit"),
             )
         )
     if driver:
-        _reboot_and_check(spec, driver, CurrentState(observed, changers))
-    node = node or tf_node(host)
+        _reboot_and_check(spec, driver, version, CurrentState(observed, changers), guarded,
+                          force_busy)  # fmt: skip
     logins, cas = registry_inputs(spec)
     if logins or cas or node.sealed:
         registry_logins(
@@ -111,36 +138,31 @@ class CurrentState:
         return self.planned
 
 
-def _reboot_and_check(spec: NodeSpec, driver: Driver, current: CurrentState) -> None:
-    def reboot_due() -> bool:
+def _reboot_and_check(
+    spec: NodeSpec,
+    driver: Driver,
+    version: str,
+    current: CurrentState,
+    guarded: list,
+    force_busy: bool,
+) -> None:
+    def due() -> list[str]:
         # Runs at execution time, after the package operations.
-        reasons = reboot_reasons(current(), driver.version, driver.kernel_modules)
-        if reasons:
-            unattended = driver.reboot == "if-needed"
-            record(
-                "driver", "reboot", "no reboot pending", "; ".join(reasons),
-                action="apply" if unattended else "person",
-                command="" if unattended else (
-                    "reboot it in a maintenance window (its reboot policy is never), "
-                    "then run the tf_node deploy on it"
-                ),
-            )  # fmt: skip
-        if reasons and driver.reboot == "if-needed":
-            if host.state.is_executing:
-                logger.info(f"{host.name}: rebooting: {'; '.join(reasons)}")
-            return True
-        return False
+        return reboot_reasons(current(), version, driver.kernel_modules)
 
     current.changers.append(
-        server.reboot(
+        driver_reboot(
             name="Reboot for the NVIDIA driver (only when due)",
-            reboot_timeout=REBOOT_TIMEOUT,
-            _if=reboot_due,
+            due=due,
+            containers=guarded,
+            reboot_never=driver.reboot == "never",
+            force_busy=force_busy,
+            _parallel=reboot_batch(),
         )
     )
     driver_ready(
         name="Check the NVIDIA driver answers",
-        version=driver.version,
+        version=version,
         gpu_count=spec.gpu_count,
         reboot=driver.reboot,
         kernel_modules=driver.kernel_modules,

@@ -23,6 +23,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from tfenv import layout
+from tfenv.deploys.driver_rollout import driver_step
 from tfenv.deploys.spec import pinned_image
 from tfenv.deploys.tf_node import declared_container
 from tfenv.drift import write_line
@@ -125,6 +126,9 @@ def rollout_step(spec: NodeSpec) -> None:
     if phase in ("lock", "unlock"):
         rollout_lock(name="Rollout lock", container=name, holder=step["holder"],
                      present=phase == "lock")  # fmt: skip
+        return
+    if phase.startswith("driver-"):
+        driver_step(spec, phase, mine)
         return
     container = spec.containers.get(name)
     if container is None:

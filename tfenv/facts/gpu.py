@@ -19,6 +19,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from tfenv.containers.docker_up import wait_for_docker
 from tfenv.facts.sections import MARK, read_state, split_sections
+from tfenv.layout import DRIVER_ROLLOUT_FILE
 
 SMI_FIELDS = "index,name,uuid,memory.total,driver_version,persistence_mode,pci.bus_id"
 PACKAGE_PATTERNS = (
@@ -29,6 +30,7 @@ SECTIONS = (
     "os", "kernel", "smi", "smi-rc", "module", "nouveau-loaded", "nouveau-blacklisted",
     "secureboot", "packages", "holds", "daemon-json", "docker-runtimes", "toolkit",
     "reboot-required", "apt-sources", "keyrings", "apt-tfenv-config", "clock",
+    "driver-rollout",
 )  # fmt: skip
 KEYRING_DIRS = ("/usr/share/keyrings", "/etc/apt/keyrings")
 KEYRING_WORDS = ("nvidia", "cuda", "docker")  # the keyrings tfenv manages
@@ -72,6 +74,7 @@ s keyrings; sha256sum {" ".join(f"{d}/*{w}*" for d in KEYRING_DIRS for w in KEYR
 s apt-tfenv-config; for f in /etc/apt/preferences.d/tfenv-* /etc/apt/apt.conf.d/*tfenv*; do \
 [ -f "$f" ] && echo "== $f" && sed -e '$a\\' "$f"; done
 s clock; date -u +%s
+s driver-rollout; cat {DRIVER_ROLLOUT_FILE} 2>/dev/null; echo
 true
 """
 
@@ -129,6 +132,9 @@ class GpuHostState:
     # (None: unreadable). Computed as the output arrives, so a long planning
     # phase or a prompt never counts as skew.
     clock_skew: int | None = None
+    # A driver rollout's record on this host (tfenv.layout.DRIVER_ROLLOUT_FILE):
+    # {"id", "from", "to"}; None when there is none. Unreadable JSON: {"error": ...}.
+    driver_rollout: dict | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> GpuHostState:
@@ -220,6 +226,14 @@ def parse(lines: list[str], now: float | None = None) -> GpuHostState:
         digest, _, path = line.partition("  ")
         if path:
             state.keyrings[path.strip()] = digest.strip()
+    marker = "\n".join(sections["driver-rollout"]).strip()
+    if marker:
+        try:
+            state.driver_rollout = json.loads(marker)
+        except json.JSONDecodeError as exc:
+            state.driver_rollout = {"error": f"{DRIVER_ROLLOUT_FILE}: {exc.msg}"}
+        if not isinstance(state.driver_rollout, dict):
+            state.driver_rollout = {"error": f"{DRIVER_ROLLOUT_FILE}: not a JSON object"}
     return state
 
 

@@ -165,6 +165,9 @@ class Driver(Strict):
     version: DriverVersion
     kernel_modules: Literal["open", "proprietary"] = "open"
     reboot: Literal["never", "if-needed"] = "if-needed"
+    # At most this many hosts of one deploy run reboot at the same time (the
+    # smallest value any host of the inventory declares holds for the run).
+    reboot_max_parallel: int = Field(default=1, ge=1, le=10000)
     persistence_mode: bool = True
 
     @model_validator(mode="after")

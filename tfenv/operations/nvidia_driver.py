@@ -93,6 +93,41 @@ def reboot_reasons(
     return reasons
 
 
+def driver_in_rollout(state: GpuHostState, declared: str, kernel_modules: str) -> tuple[str, str]:
+    """The version this host keeps, and the driver rollout that put it there ("" when
+    none): a host a running ``tfenv rollout --driver`` moved (its record says from the
+    declared version to another, and that one is installed) stays on it until the
+    rollout completes (and writes the new version into the group data) or rolls back."""
+    marker = state.driver_rollout or {}
+    to, rollout = str(marker.get("to", "")), str(marker.get("id", ""))
+    if not rollout or marker.get("from") != declared or not to or to == declared:
+        return declared, ""
+    try:
+        packages = driver_packages(state, to, kernel_modules)
+    except OperationError:
+        return declared, ""
+    if all(state.installed(name) == version for name, version in packages.items()):
+        return to, rollout
+    return declared, ""
+
+
+def reboot_after_install(state: GpuHostState, version: str, kernel_modules: str) -> list[str]:
+    """Why the host will need a reboot once driver ``version`` is installed ([]: it will
+    not): the loaded module stays what it is until the next boot."""
+    if state.driver_state == "absent" and state.module_version is None:
+        return []  # a first install: nothing of the user's runs on a GPU yet
+    reasons = []
+    if state.module_version is None:
+        reasons.append("no NVIDIA kernel module loaded")
+    elif state.module_version != version:
+        reasons.append(f"kernel module {state.module_version} loaded, {version} declared")
+    elif state.module_flavour and state.module_flavour != kernel_modules:
+        reasons.append(f"{state.module_flavour} kernel module loaded, {kernel_modules} declared")
+    if state.nouveau_loaded:
+        reasons.append("nouveau is loaded")
+    return reasons
+
+
 @operation()
 def nvidia_driver(
     version: str,
@@ -101,6 +136,8 @@ def nvidia_driver(
     url: str | None = None,
     key: str | None = None,
     observed: GpuHostState | None = None,
+    rollout: str = "",
+    declared: str = "",
 ):
     """
     Install the NVIDIA driver at one exact version, pinned, with nouveau blacklisted.
@@ -111,6 +148,8 @@ def nvidia_driver(
     + url: the CUDA repository (default: NVIDIA's for this host's OS)
     + key: its signing key, a local file or an https URL (default: NVIDIA's)
     + observed: the host's :class:`~tfenv.facts.gpu.GpuHostState`, if already read
+    + rollout: the driver rollout that put ``version`` there (see :func:`driver_in_rollout`);
+      with ``declared``, the version the data declares: reported as a rollout, not drift
 
     It does not reboot: see :func:`reboot_reasons` and the gpu_base deploy.
 
@@ -123,6 +162,9 @@ def nvidia_driver(
     if kernel_modules not in ("open", "proprietary"):
         raise OperationError(f"kernel_modules {kernel_modules!r}: expected open or proprietary")
     state = observed or gpu_host(host)
+    if rollout:
+        record("driver", "version", declared, version, action="rollout",
+               command=f"tfenv rollout status {rollout}")  # fmt: skip
     try:
         name = distro(state)
     except OperationError as exc:

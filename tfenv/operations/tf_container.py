@@ -37,6 +37,7 @@ from tfenv.layout import (
     secret_path,
 )
 from tfenv.model.secrets import SecretValue
+from tfenv.model.spec import ReplacePolicy
 from tfenv.operations.failure import fail_host
 from tfenv.operations.image import pull_command
 from tfenv.operations.sealed_file import (
@@ -82,21 +83,32 @@ def _prepare(desired: DesiredContainer) -> list[StringCommand]:
     return commands
 
 
-def _guard(desired: DesiredContainer, policy: str) -> StringCommand:
-    """Right before the replacement, on the host: is the container in use now?
-    ``when-idle`` stops, ``wait`` polls until idle or the timeout, ``now`` tells
-    the users' terminals and goes on."""
-    name = QuoteString(desired.name)
-    idle = str(desired.replace.idle_minutes)
-    check = StringCommand("tfenv_gpu_apps;", "r=$(tfenv_busy", name, idle, ");")
+def busy_guard(
+    name: str,
+    replace: ReplacePolicy,
+    policy: str,
+    doing: str = "replaced",
+    undo: str = "",
+    gpu: bool = True,
+) -> StringCommand:
+    """Right before ``name`` is replaced (or its host rebooted), on the host: is it
+    in use now? ``when-idle`` stops, ``wait`` polls until idle or the timeout, ``now``
+    tells the users' terminals and goes on. ``doing``: what is about to happen
+    (``replaced``; ``rebooted``: the host). ``gpu=False``: SSH sessions and Jupyter
+    kernels only (between a driver install and its reboot nvidia-smi cannot answer)."""
+    quoted = QuoteString(name)
+    idle = str(replace.idle_minutes)
+    apps = "tfenv_gpu_apps;" if gpu else "tfenv_apps=;"
+    check = StringCommand(apps, "r=$(tfenv_busy", quoted, idle, ");")
+    held = "not replaced" if doing == "replaced" else "the host is not rebooted"
+    anyway = f"{OVERRIDE} {'replaces it' if doing == 'replaced' else 'reboots it'} anyway"
     if policy == "when-idle":
-        busy = QuoteString(f"tfenv: {desired.name} came into use; not replaced ({OVERRIDE} "
-                           "replaces it anyway):")  # fmt: skip
+        busy = QuoteString(f"tfenv: {name} came into use; {held} ({anyway}){undo}:")
         act = StringCommand('[ -z "$r" ] ||', "{", "echo", busy, '"$r"', ">&2;", "exit", "1;", "}")
     elif policy == "wait":
-        timeout = desired.replace.timeout
-        late = QuoteString(f"tfenv: {desired.name} is still in use after {timeout} s; not "
-                           f"replaced (run again later, or {OVERRIDE}):")  # fmt: skip
+        timeout = replace.timeout
+        late = QuoteString(f"tfenv: {name} is still in use after {timeout} s; {held} (run "
+                           f"again later, or {OVERRIDE}){undo}:")  # fmt: skip
         act = StringCommand(
             f"end=$(( $(date +%s) + {timeout} ));", 'while [ -n "$r" ]; do',
             '[ "$(date +%s)" -lt "$end" ] ||',
@@ -104,17 +116,18 @@ def _guard(desired: DesiredContainer, policy: str) -> StringCommand:
             "sleep", "3;", check, "done",
         )  # fmt: skip
     else:
+        what = (f"this container ({name}) is replaced" if doing == "replaced"
+                else f"this host is rebooted (NVIDIA driver) and {name} restarts")  # fmt: skip
         notice = (
-            f"*** tfenv: this container ({desired.name}) is replaced in {NOTICE_SECONDS} seconds "
-            "by a deploy. Save your work now. Your home directory and checkpoints are kept; "
-            "reconnect in a minute. ***"
+            f"*** tfenv: {what} in {NOTICE_SECONDS} seconds by a deploy. Save your work now. "
+            "Your home directory and checkpoints are kept; reconnect in a minute. ***"
         )
         tell = (
             'for t in /dev/pts/[0-9]*; do [ -w "$t" ] && printf "\\r\\n%s\\r\\n" "$1" > "$t"; '
             "done; true"
         )
         act = StringCommand(
-            '[ -z "$r" ] ||', "{", "docker", "exec", name, "sh", "-c", QuoteString(tell), "sh",
+            '[ -z "$r" ] ||', "{", "docker", "exec", quoted, "sh", "-c", QuoteString(tell), "sh",
             QuoteString(notice), ";", "sleep", str(NOTICE_SECONDS), ";", "}",
         )  # fmt: skip
     return StringCommand(BUSY_FUNCTIONS, check, act)
@@ -320,7 +333,7 @@ def tf_container(
     _say(desired.name, f"recreating, {_differences(differences)}{note}")
     yield from _prepare(desired)
     yield from pull  # before the old container stops: a failed pull leaves it running
-    guard = [_guard(desired, policy)] if current.running else []
+    guard = [busy_guard(desired.name, desired.replace, policy)] if current.running else []
     yield _locked(desired, *guard, _replace(desired))
 
 

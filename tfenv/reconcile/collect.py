@@ -100,4 +100,8 @@ class CollectConnectErrors(BaseStateCallback):
 
     @staticmethod
     def host_connect_error(state, host, error) -> None:  # type: ignore[override]
+        # While operations run, a failed connect is a reboot's reconnect loop trying
+        # again (its host fails on its own if it never comes back), not an answer.
+        if state.is_executing:
+            return
         write_line({"host": host.name, "error": f"could not connect: {error}"})

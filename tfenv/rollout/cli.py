@@ -18,11 +18,13 @@ from pathlib import Path
 
 import click
 
+from tfenv.layout import DRIVER_GROUP
 from tfenv.reconcile import history
 from tfenv.reconcile.files import hold_exclusive
+from tfenv.rollout.driver import controller_for
 from tfenv.rollout.journal import FINAL, Journal, JournalError, Rollout
 from tfenv.rollout.plan import DEFAULT_WAVES, PlanError, parse_duration, parse_waves
-from tfenv.rollout.run import EXIT_BAD_INPUT, Controller, RolloutError
+from tfenv.rollout.run import EXIT_BAD_INPUT, RolloutError
 
 INVENTORY_OPTION = click.option(
     "--inventory",
@@ -125,8 +127,16 @@ def rollout() -> None:
 
 @rollout.command("start")
 @click.argument("inventory", type=click.Path(dir_okay=False))
-@click.option("--container", required=True, help="The declared container to move.")
-@click.option("--to", "to_ref", required=True, help="The new image, name:tag.")
+@click.option("--container", default=None, help="The declared container to move.")
+@click.option("--to", "to_ref", default=None, help="The new image, name:tag.")
+@click.option(
+    "--driver",
+    default=None,
+    metavar="VERSION",
+    help="Instead of an image: upgrade the NVIDIA driver to VERSION, host by host.",
+)
+@click.option("--max-unavailable", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--driver: hosts of a wave down (stopped, rebooting) at once.")  # fmt: skip
 @click.option("--waves", default=DEFAULT_WAVES, show_default=True,
               help="How far each wave goes: hosts or shares, the last one 100%.")  # fmt: skip
 @click.option("--bake", default="0", show_default=True,
@@ -141,16 +151,28 @@ def rollout() -> None:
               help="Only these hosts or groups (repeatable).")  # fmt: skip
 @STATE_OPTION
 @JSON_OPTION
-def start(inventory: str, container: str, to_ref: str, waves: str, bake: str, confirm: bool,
-          on_failure: str, probe_parallel: int | None, limits: tuple[str, ...],
-          state_dir: str | None, as_json: bool) -> None:  # fmt: skip
-    """Roll CONTAINER of INVENTORY's hosts out to a new image, wave by wave."""
+def start(inventory: str, container: str | None, to_ref: str | None, driver: str | None,
+          max_unavailable: int, waves: str, bake: str, confirm: bool, on_failure: str,
+          probe_parallel: int | None, limits: tuple[str, ...], state_dir: str | None,
+          as_json: bool) -> None:  # fmt: skip
+    """Roll CONTAINER of INVENTORY's hosts out to a new image (--container, --to), or
+    their NVIDIA driver to a new version (--driver), wave by wave."""
     from tfenv.cli import _load, _matching
     from tfenv.model.inventory import validate_hosts
     from tfenv.model.problems import format_problems
-    from tfenv.rollout.start import build_rollout, plan_text
+    from tfenv.rollout.start import (
+        build_driver_rollout,
+        build_rollout,
+        driver_plan_text,
+        plan_text,
+    )
 
     base = Path(os.getcwd())
+    if driver is not None and (container or to_ref):
+        _refuse("--driver moves the driver alone: leave out --container and --to")
+    if driver is None and not (container and to_ref):
+        _refuse("say what to roll out: --container NAME --to IMAGE:TAG, or --driver VERSION")
+    group = container or DRIVER_GROUP
     try:
         parse_waves(waves)
         bake_seconds = parse_duration(bake)
@@ -164,22 +186,27 @@ def start(inventory: str, container: str, to_ref: str, waves: str, bake: str, co
         click.echo(format_problems(problems), err=True)
         _refuse(f"{inventory}: {len(problems)} problem(s) in the declared data")
     journal = _journal(inventory, state_dir)
-    running = journal.active(container, inventory)
+    running = journal.active(group, inventory)
     if running is not None:
-        _refuse(f"rollout {running.id} of {container} ({running.status}: to {running.to_ref}, "
+        _refuse(f"rollout {running.id} ({running.status}: to {running.to_ref}, "
                 f"by {running.owner}) is not finished. Finish it first: tfenv rollout "
                 f"resume|rollback {running.id}")  # fmt: skip
     options = {"waves": waves, "bake": bake_seconds, "confirm": confirm, "on_failure": on_failure,
                "probe_parallel": probe_parallel}  # fmt: skip
     try:
-        planned = build_rollout(inventory, hosts, specs, container, to_ref, options, base, _say)
+        if driver is not None:
+            options["max_unavailable"] = max_unavailable
+            planned = build_driver_rollout(inventory, hosts, specs, driver, options, base)
+        else:
+            planned = build_rollout(inventory, hosts, specs, str(container), str(to_ref),
+                                    options, base, _say)  # fmt: skip
     except RolloutError as exc:
         _refuse(str(exc))
-    click.echo(plan_text(planned), err=True)
-    with _driving(journal, container):
+    click.echo((driver_plan_text if driver else plan_text)(planned), err=True)
+    with _driving(journal, group):
         journal.create(planned)
         journal.audit(planned, "start", waves=planned.waves, options=options)
-        controller = Controller(journal, planned, _say)
+        controller = controller_for(journal, planned, _say)
         try:
             controller.acquire()
         except RolloutError as exc:
@@ -226,7 +253,7 @@ def _continue(rollout_id: str, inventory: str, state_dir: str | None, as_json: b
     with _driving(journal, found.container):
         found = _load_rollout(journal, rollout_id)  # as the last driver left it
         journal.audit(found, verb, wave=found.wave + 1)
-        code = Controller(journal, found, _say).drive()
+        code = controller_for(journal, found, _say).drive()
     _finish(journal, found, code, as_json)
 
 
@@ -259,7 +286,7 @@ def _back(rollout_id: str, inventory: str, state_dir: str | None, as_json: bool,
     with _driving(journal, found.container):
         found = _load_rollout(journal, rollout_id)
         reason = "rolled back by a person" if event == "rollback" else "aborted by a person"
-        code = Controller(journal, found, _say).rollback(reason, event)
+        code = controller_for(journal, found, _say).rollback(reason, event)
     _finish(journal, found, code, as_json)
 
 
@@ -302,7 +329,9 @@ def status(rollout_id: str | None, inventory: str, state_dir: str | None, as_jso
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
-    click.echo(f"{found.id}: {found.container} -> {found.to_ref} ({found.to_image})")
+    what = (f"{found.to_ref}" if found.options.get("kind") == "driver"
+            else f"{found.container} -> {found.to_ref} ({found.to_image})")  # fmt: skip
+    click.echo(f"{found.id}: {what}")
     click.echo(f"  wave {min(found.wave + 1, len(found.waves))}/{len(found.waves)}, by "
                f"{found.owner}, since {found.created}")  # fmt: skip
     click.echo("\n".join(summary_lines(data)))

@@ -443,8 +443,15 @@ class Controller:
                 self.say(f"[{self.elapsed()}]   {host}: back on {_tag(r.hosts[host]['from'])}")
                 done.append(host)
         self.gate(r.wave, done, result, health_only=True, step="rollback-gates")
-        if result.inconclusive or result.failed:
-            bad = {**result.inconclusive, **{h: "health gate failed" for h in result.failed}}
+        return self.end_rollback(result, reason, done, "the lock is unchanged")
+
+    def end_rollback(self, result: WaveResult, reason: str, done: list[str],
+                     unchanged: str) -> int:  # fmt: skip
+        """Paused if a host could not be put back (``rollback`` again later), else aborted."""
+        r, j = self.rollout, self.journal
+        if not result.ok:
+            bad = {**result.inconclusive, **{h: "gate failed" for h in result.failed},
+                   **{h: f"in use: {w}" for h, w in result.busy.items()}}  # fmt: skip
             r.status = "paused"
             r.reason = "rollback incomplete: " + "; ".join(f"{h}: {w}" for h, w in bad.items())
             j.save(r)
@@ -456,7 +463,7 @@ class Controller:
         j.audit(r, "aborted", reason=reason, hosts=done)
         self.release()
         self.say(f"[{self.elapsed()}] rollout {r.id} rolled back ({len(done)} host(s)) and "
-                 "aborted; the lock is unchanged")  # fmt: skip
+                 f"aborted; {unchanged}")  # fmt: skip
         return EXIT_DONE
 
 
@@ -529,6 +536,12 @@ def rebuild(rollout_id: str, inventory: str, hosts: list[str], journal: Journal,
         raise RolloutError(
             f"rollout {rollout_id} is neither in {journal.state_dir} nor on any host of "
             f"{inventory}{silent}"
+        )
+    if holder.get("options", {}).get("kind") == "driver":
+        raise RolloutError(
+            f"rollout {rollout_id} is a driver rollout (its lock is on {holder['lock_host']}, "
+            f"held by {holder.get('owner')}): drive it from the machine that holds its journal "
+            "(--state-dir), or copy that directory here"
         )
     to_image = holder.get("to") or next(iter(moved.values()))[ROLLOUT_TO_LABEL]
     waves = holder.get("waves") or [sorted(moved)]

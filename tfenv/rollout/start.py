@@ -8,12 +8,15 @@ into waves, and the plan is shown.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tfenv.images.lock import LockedImage
 from tfenv.images.locking import LockPlan, plan_locks, resolve_plan
 from tfenv.images.reference import pinned_tag_problem
-from tfenv.model.spec import NodeSpec
+from tfenv.layout import DRIVER_GROUP
+from tfenv.model.spec import DRIVER_VERSION, NodeSpec
+from tfenv.rollout.declared_driver import DeclarationError, check_declared, declaring_file
 from tfenv.rollout.journal import Rollout
 from tfenv.rollout.plan import (
     CANARY_GROUP,
@@ -121,4 +124,98 @@ def plan_text(rollout: Rollout) -> str:
     lines.append("  gates: running+healthy, sshd, Jupyter (token only), GPUs, a TF op, checkpoints "
                  "writable, clean log; metrics against each host's baseline: p99, error rate, "
                  "KL divergence, GPU memory")  # fmt: skip
+    return "\n".join(lines)
+
+
+def build_driver_rollout(
+    inventory: str,
+    hosts: list,
+    specs: dict[str, NodeSpec],
+    version: str,
+    options: dict,
+    base: Path,
+) -> Rollout:
+    """The rolling upgrade of the NVIDIA driver to ``version`` over ``hosts``."""
+    if not re.fullmatch(DRIVER_VERSION, version):
+        raise RolloutError(f"--driver {version}: expected an exact driver version such as "
+                           "550.144.03")  # fmt: skip
+    targets = [h for h in hosts if specs[h.name].nvidia_driver is not None]
+    if not targets:
+        raise RolloutError(f"no host of {inventory} declares nvidia_driver")
+    never = sorted(h.name for h in targets if specs[h.name].nvidia_driver.reboot == "never")
+    if never:
+        raise RolloutError(f"{', '.join(never)}: reboot is 'never' in their data, and a driver "
+                           "rollout reboots every host it moves. Leave them out (--limit), or "
+                           "declare reboot: if-needed for the window")  # fmt: skip
+    declarations: dict[str, str] = {}
+    problems = []
+    for h in targets:
+        declared = specs[h.name].nvidia_driver.version
+        try:
+            path = declaring_file(
+                Path(inventory), base, list(h.groups), dict(h.inventory.get_host_data(h.name))
+            )
+            check_declared(path, declared)
+        except (DeclarationError, SyntaxError) as exc:
+            problems.append(f"{h.name}: {exc}")
+            continue
+        if declarations.get(str(path), declared) != declared:
+            problems.append(f"{path}: declares two versions for these hosts")
+        declarations[str(path)] = declared
+    if problems:
+        raise RolloutError("the new version could not be written when the rollout completes:\n  "
+                           + "\n  ".join(problems))  # fmt: skip
+    if all(specs[h.name].nvidia_driver.version == version for h in targets):
+        raise RolloutError(f"every host already declares driver {version}: nothing to roll out")
+    try:
+        ordered = order_hosts({h.name: tuple(h.groups) for h in targets})
+        waves = plan_waves(ordered, parse_waves(options["waves"]))
+    except PlanError as exc:
+        raise RolloutError(str(exc)) from None
+    info = {
+        h.name: {
+            "declared": specs[h.name].nvidia_driver.version,
+            "gpu_count": specs[h.name].gpu_count,
+            "canary": CANARY_GROUP in h.groups,
+            "containers": sorted(specs[h.name].containers),
+            "policy": ",".join(sorted({c.replace.policy
+                                       for c in specs[h.name].containers.values()})) or "none",
+        }
+        for h in targets
+    }  # fmt: skip
+    return Rollout(
+        id=new_id(),
+        container=DRIVER_GROUP,
+        inventory=inventory,
+        to_ref=f"nvidia-driver {version}",
+        to_image=version,
+        waves=waves,
+        hosts=info,
+        options={**options, "kind": "driver", "declarations": declarations},
+    )
+
+
+def driver_plan_text(rollout: Rollout) -> str:
+    r = rollout
+    lines = [
+        f"Rollout {r.id}: NVIDIA driver -> {r.to_image}",
+        f"  {len(r.hosts)} host(s) in {len(r.waves)} wave(s) ({r.options['waves']}); at most "
+        f"{r.options['max_unavailable']} host(s) down at once; bake {r.options['bake']} s; "
+        f"between waves: {'wait for promote' if r.options['confirm'] else 'go on'}; on a failed "
+        f"gate: {r.options['on_failure']}",
+        f"  on completion, written to: {', '.join(sorted(r.options['declarations']))}",
+    ]
+    for number, wave in enumerate(r.waves, 1):
+        parts = []
+        for host in wave:
+            info = r.hosts[host]
+            tags = ["canary"] if info.get("canary") else []
+            tags.append(f"from {info['declared']}")
+            tags.append(f"containers: {', '.join(info['containers']) or 'none'} "
+                        f"(in use: {info['policy']})")  # fmt: skip
+            parts.append(f"{host} ({'; '.join(tags)})")
+        lines.append(f"  wave {number}: {' | '.join(parts)}")
+    lines.append("  per host: containers idle (their replace policy), stopped cleanly; the driver "
+                 "installed; reboot; containers started; gates: nvidia-smi version and GPU count, "
+                 "each container healthy with its GPUs and a TF op")  # fmt: skip
     return "\n".join(lines)

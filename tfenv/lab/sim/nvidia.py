@@ -28,7 +28,8 @@ from tfenv.lab.sim import sim_file
 ALIAS = "apt.lab.test"
 CUDA_URL = f"http://{ALIAS}/cuda/repos/debian12/x86_64/"
 TOOLKIT_URL = f"http://{ALIAS}/libnvidia-container/stable/deb/amd64/"
-DRIVER_VERSIONS = ("550.127.05", "550.144.03", "560.35.03")  # as in files/build-repos.py
+DRIVER_VERSIONS = ("550.127.05", "550.144.03", "560.35.03", "550.163.01")  # files/build-repos.py
+BROKEN_DRIVER = "550.163.01"  # its module never loads (files/nvidia-sim-load-module)
 TOOLKIT_VERSIONS = ("1.17.3", "1.17.8")
 SIM_FILES = (
     "build-repos.py",

@@ -19,7 +19,10 @@ SRC = "/opt/nvidia-sim/src"
 OUT = "/srv/apt"
 CUDA = f"{OUT}/cuda/repos/debian12/x86_64"
 TOOLKIT = f"{OUT}/libnvidia-container/stable/deb/amd64"
-DRIVERS = ["550.127.05", "550.144.03", "560.35.03"]  # two of one branch, one newer branch
+DRIVERS = ["550.127.05", "550.144.03", "560.35.03", "550.163.01"]
+# A bad release: its module does not load after the reboot (a DKMS build that failed,
+# a module the kernel refuses): nvidia-smi then "couldn't communicate with the driver".
+BROKEN = {"550.163.01"}
 TOOLKITS = ["1.17.3", "1.17.8"]
 SIM_NOTE = "SIMULATED by the tfenv lab: no driver inside, see tfenv/lab/sim."
 
@@ -125,6 +128,11 @@ def driver_packages(v):
             name,
             deb,
             files={
+                **(
+                    {"/usr/lib/nvidia-sim/module-broken": ("SIMULATED bad release\n", 0o644)}
+                    if v in BROKEN
+                    else {}
+                ),
                 "/usr/lib/nvidia-sim/module-version": (v + "\n", 0o644),
                 "/usr/lib/nvidia-sim/module-flavour": (flavour + "\n", 0o644),
                 "/usr/lib/nvidia-sim/load-module": (src("nvidia-sim-load-module"), 0o755),
