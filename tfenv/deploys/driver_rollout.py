@@ -22,7 +22,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from tfenv import layout
-from tfenv.deploys.gpu_base import CurrentState, repository_args
+from tfenv.deploys.gpu_base import CurrentState, repository_args, running_containers
 from tfenv.drift import write_line
 from tfenv.facts.canary import CanaryCheck
 from tfenv.facts.gpu import gpu_host
@@ -152,11 +152,7 @@ def driver_step(spec: NodeSpec, phase: str, mine: dict) -> None:
     version, running = mine["version"], list(mine.get("running", []))
     node = tf_node(host)
     observed = gpu_host(host)
-    guarded = [
-        (name, c.replace)
-        for name, c in sorted(spec.containers.items())
-        if name in node.containers and node.containers[name].running
-    ]
+    guarded = running_containers(spec, node)
     force_busy = is_forced(host.data.get("force_busy", False))
     due = reboot_after_install(observed, version, driver.kernel_modules)
     if due:

@@ -17,7 +17,7 @@ from tfenv.model.spec import Driver, NodeSpec
 from tfenv.operations.clock import clock_in_sync
 from tfenv.operations.container_toolkit import container_toolkit
 from tfenv.operations.docker_engine import docker_engine
-from tfenv.operations.driver_reboot import driver_reboot, idle_for_driver, reboot_batch
+from tfenv.operations.driver_reboot import Guarded, driver_reboot, idle_for_driver, reboot_batch
 from tfenv.operations.gpu_check import gpus_in_container
 from tfenv.operations.image import pinned_image
 from tfenv.operations.nvidia_driver import (
@@ -57,13 +57,7 @@ def gpu_base(
     version = driver.version if driver else ""
     node = node or tf_node(host)
     force_busy = is_forced(host.data.get("force_busy", False))
-    # The containers a reboot would end: those running now (the deploy starts the
-    # others after the reboot).
-    guarded = [
-        (name, c.replace)
-        for name, c in sorted(spec.containers.items())
-        if name in node.containers and node.containers[name].running
-    ]
+    guarded = running_containers(spec, node)
     if driver:
         version, rollout = driver_in_rollout(observed, driver.version, driver.kernel_modules)
         due = reboot_after_install(observed, version, driver.kernel_modules)
@@ -116,6 +110,16 @@ def gpu_base(
         gpus_in_container(
             name="Check a container sees the GPUs", image=check_image, gpu_count=spec.gpu_count
         )
+
+
+def running_containers(spec: NodeSpec, node: TfNodeState) -> Guarded:
+    """The declared containers a reboot would end, with their replace policies: those
+    running now (the deploy starts the others after the reboot)."""
+    return [
+        (name, c.replace)
+        for name, c in sorted(spec.containers.items())
+        if name in node.containers and node.containers[name].running
+    ]
 
 
 class CurrentState:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tfenv.layout import DRIVER_GROUP, DRIVER_ROLLOUT_FILE
 from tfenv.rollout.declared_driver import DeclarationError, write_version
-from tfenv.rollout.gates import Gate, health_gates, verdict
+from tfenv.rollout.gates import Gate, health_gates
 from tfenv.rollout.journal import Rollout
 from tfenv.rollout.run import (
     BUSY_MARKS,
@@ -151,34 +151,18 @@ class DriverController(Controller):
                 done.append(host)
         return done
 
-    def gate(self, wave: int, hosts: list[str], result: WaveResult, health_only: bool = False,
-             step: str = "gates") -> None:  # fmt: skip
-        r, j = self.rollout, self.journal
-        if not hosts:
-            return
-        for host in hosts:
-            j.step(r, host, wave, step, "started")
-        checks = self._phase("driver-check", {h: {} for h in hosts}, True)
-        for host in hosts:
-            line = checks.get(host, {})
-            if "driver" not in line:
-                why = line.get("error") or "no answer"
-                j.step(r, host, wave, step, "inconclusive", {"error": why})
-                result.inconclusive[host] = why
-                continue
-            want = r.hosts[host]["from"] if step == "rollback-gates" else r.to_image
-            gates = driver_gates(line, want)
-            decided = verdict(gates)
-            state = {True: "passed", False: "failed", None: "inconclusive"}[decided]
-            detail = {"gates": [g.to_json() for g in gates]}
-            j.step(r, host, wave, step, state, detail)
-            j.audit(r, step, wave=wave + 1, host=host, decision=state, **detail)
-            shown = "; ".join(str(g) for g in gates if g.passed is not True or g.name == "driver")
-            self.say(f"[{self.elapsed()}]   {host}: {step} {state.upper()}: {shown}")
-            if decided is False:
-                result.failed[host] = [g for g in gates if g.passed is False]
-            elif decided is None:
-                result.inconclusive[host] = "; ".join(str(g) for g in gates if g.passed is None)
+    def read_checks(self, hosts: list[str], health_only: bool) -> dict[str, dict]:
+        return self._phase("driver-check", {h: {} for h in hosts}, True)
+
+    def gates_of(self, host: str, line: dict, step: str, health_only: bool) -> list[Gate] | None:
+        if "driver" not in line:
+            return None
+        r = self.rollout
+        return driver_gates(line, r.hosts[host]["from"] if step == "rollback-gates"
+                            else r.to_image)  # fmt: skip
+
+    def shows(self, gate: Gate) -> bool:
+        return gate.passed is not True or gate.name == "driver"
 
     def complete(self) -> int:
         r, j = self.rollout, self.journal

@@ -289,39 +289,56 @@ class Controller:
             return
         for host in hosts:
             j.step(r, host, wave, step, "started")
-        checks = self._phase("check", {
-            h: {"health": True, "metrics": not health_only} for h in hosts
-        }, True)  # fmt: skip
+        checks = self.read_checks(hosts, health_only)
         for host in hosts:
             line = checks.get(host, {})
-            if "check" not in line:
+            gates = self.gates_of(host, line, step, health_only)
+            if gates is None:
                 why = line.get("error") or "no answer"
                 j.step(r, host, wave, step, "inconclusive", {"error": why})
                 result.inconclusive[host] = why
                 continue
-            check, info = line["check"], r.hosts[host]
-            gates = health_gates(check, line["gpus"], line["jupyter"])
-            want = info["from"] if step == "rollback-gates" else r.to_image
-            runs = f"runs {_tag(check['image'])}, expected {_tag(want)}"
-            gates.insert(0, Gate("image", check["image"] == want, runs))
-            rebuilt = host in r.options.get("rebuilt", ())  # its baseline stayed elsewhere
-            if not health_only and not rebuilt and line.get("measures"):
-                earlier = j.last(r.id, host, "baseline-metrics")
-                limits = CanaryGates(**line["gates"])
-                gates += metric_gates(earlier[1] if earlier else None, check.get("metrics"),
-                                      limits)  # fmt: skip
             decided = verdict(gates)
             state = {True: "passed", False: "failed", None: "inconclusive"}[decided]
             detail = {"gates": [g.to_json() for g in gates]}
             j.step(r, host, wave, step, state, detail)
             j.audit(r, step, wave=wave + 1, host=host, decision=state, **detail)
-            shown = "; ".join(str(g) for g in gates if g.numbers or g.passed is not True)
+            shown = "; ".join(str(g) for g in gates if self.shows(g))
             self.say(f"[{self.elapsed()}]   {host}: {step} {state.upper()}"
                      + (f": {shown}" if shown else ""))  # fmt: skip
             if decided is False:
                 result.failed[host] = [g for g in gates if g.passed is False]
             elif decided is None:
                 result.inconclusive[host] = "; ".join(str(g) for g in gates if g.passed is None)
+
+    # What gate() reads and judges: the container's (DriverController: the driver's).
+
+    def read_checks(self, hosts: list[str], health_only: bool) -> dict[str, dict]:
+        return self._phase("check", {
+            h: {"health": True, "metrics": not health_only} for h in hosts
+        }, True)  # fmt: skip
+
+    def gates_of(self, host: str, line: dict, step: str, health_only: bool) -> list[Gate] | None:
+        """``host``'s gates from its reading (None: it gave none, so inconclusive)."""
+        if "check" not in line:
+            return None
+        r, j = self.rollout, self.journal
+        check, info = line["check"], r.hosts[host]
+        gates = health_gates(check, line["gpus"], line["jupyter"])
+        want = info["from"] if step == "rollback-gates" else r.to_image
+        runs = f"runs {_tag(check['image'])}, expected {_tag(want)}"
+        gates.insert(0, Gate("image", check["image"] == want, runs))
+        rebuilt = host in r.options.get("rebuilt", ())  # its baseline stayed elsewhere
+        if not health_only and not rebuilt and line.get("measures"):
+            earlier = j.last(r.id, host, "baseline-metrics")
+            limits = CanaryGates(**line["gates"])
+            gates += metric_gates(earlier[1] if earlier else None, check.get("metrics"),
+                                  limits)  # fmt: skip
+        return gates
+
+    def shows(self, gate: Gate) -> bool:
+        """Whether the progress line names ``gate`` (all are journaled and audited)."""
+        return bool(gate.numbers) or gate.passed is not True
 
     def bake(self, wave: int, hosts: list[str]) -> WaveResult:
         seconds = int(self.rollout.options["bake"])
