@@ -161,3 +161,43 @@ def canary_inventory(what: str, lock: Path, names: list[str]) -> str:
     """An inventory of ``names`` (group ``lab``, so the lab's group data applies), with
     its own image lock and the first host as the ``canary`` group."""
     return CANARY_INVENTORY.format(what=what, lock=str(lock), names=names, canary=names[0])
+
+
+def tfenv_cli(lab: Lab, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``tfenv ARGS`` from the repository against the test lab, as a user runs it."""
+    env = {**os.environ, "TFENV_LAB_DIR": str(lab.directory), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", "from tfenv.cli import main; main()", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def team_spec(tmp: Path, version: str, **changes: object) -> Path:
+    """images/team-dev.yaml with another version (each test run pushes a tag of its
+    own: the registry outlives the run), its own requirements file, and ``changes``."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "images/team-dev.yaml").read_text())
+    spec.update(version=version, pip_requirements=str(tmp / f"{version}.requirements.txt"))
+    spec.update(changes)
+    path = tmp / f"team-{version}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def team_image(lab_of, test_lab: Lab, tmp_path_factory: pytest.TempPathFactory):
+    """images/team-dev.yaml built by ``tfenv image build`` into the test lab's registry
+    and lock (once per session): (name:tag, digest, the build's output)."""
+    state = lab_of(1, images=True)
+    tmp = tmp_path_factory.mktemp("team-image")
+    version = f"v0.{int(time.time())}"
+    spec = team_spec(tmp, version)
+    deps = tfenv_cli(test_lab, "image", "lock-deps", str(spec))
+    assert deps.returncode == 0, deps.stdout + deps.stderr
+    built = tfenv_cli(test_lab, "image", "build", str(spec))
+    assert built.returncode == 0, built.stdout + built.stderr
+    reference = f"{state.registry['host']}/team/tf-dev:{version}-tf2.17.1"
+    digest = re.search(r"digest\s+(sha256:[0-9a-f]{64})", built.stdout)
+    assert digest, built.stdout
+    return reference, digest[1], built.stdout + built.stderr, spec

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixtures import ok_on_host, on_host, one_space_after_host, pyinfra_on_lab
+from lab_fixtures import ok_on_host, on_host, one_space_after_host, pyinfra_on_lab, tfenv_cli
 
 from tfenv.lab.fleet import Lab, ssh_command
 
@@ -134,7 +134,9 @@ def research(state) -> str:
     return ok_on_host(state, HOST, f"sudo docker exec dev sh -c {shlex.quote(WORK)}")
 
 
-def test_each_change_recreates_the_container_and_names_the_field(node, test_lab: Lab) -> None:
+def test_each_change_recreates_the_container_and_names_the_field(
+    node, test_lab: Lab, team_image
+) -> None:
     state, host, _ = node
     ok_on_host(state, HOST, f"sudo docker exec dev sh -c {shlex.quote(RESEARCH)}")
     work = research(state)
@@ -143,12 +145,13 @@ def test_each_change_recreates_the_container_and_names_the_field(node, test_lab:
     ok_on_host(state, HOST, "sudo docker exec -u 1000 dev sh -c 'echo kept > /checkpoints/step-1'")
     keyscan = f"ssh-keyscan -p {DEV_SSH} -t ed25519 127.0.0.1 2>/dev/null"
     host_key = ok_on_host(state, HOST, keyscan)
-    lab2 = f"{state.registry['host']}/tfenv/tensorflow:2.17.1-lab2"
+    # The new image is the team's, built by tfenv image build (images/team-dev.yaml).
+    team, team_digest = team_image[0], team_image[1]
     token2 = Path(state.secrets["jupyter_token_dev"]).parent / "jupyter_token_dev_2"
     token2.write_text("second-token-value-for-the-test\n")
     token2.chmod(0o600)
     cases = [
-        ("image", {"containers.dev": {"image": lab2}}),
+        ("image", {"containers.dev": {"image": team}}),
         ("ports", {"containers.dev": {"ports": [{"container": 2222, "host": DEV_SSH},
                                                  {"container": 8888, "host": 8889}]}}),
         ("gpus", {"containers.dev": {"gpus": [1]}}),
@@ -170,6 +173,10 @@ def test_each_change_recreates_the_container_and_names_the_field(node, test_lab:
         kept = ok_on_host(state, HOST, f"sudo docker exec dev cat {target}/step-1")
         assert kept.strip() == "kept", field
         assert research(state) == work, field  # the home, byte for byte
+        if field == "image":  # the team image serves as the dev container, health passing
+            assert after["Image"] == image_id(state, team_digest), output
+            health = "dev: running, healthy, sshd answers, Jupyter answers with the token only"
+            assert health in output, output
         again = deploy(test_lab, host, changes=changes)
         assert f"[{host}] No changes" in again, (field, again)
     # Drift behind tfenv's back is fixed by a replacement too, the home kept.
@@ -183,6 +190,74 @@ def test_each_change_recreates_the_container_and_names_the_field(node, test_lab:
         == host_key
     )
     deploy(test_lab, host)  # back to the declared state
+
+
+# The researcher's repository as they left it: every file of the working tree, the
+# index and the stash list (no git status: it may rewrite the index).
+TREE = (
+    "cd ~/proj && find . -path ./.git -prune -o -type f -print0 | sort -z | xargs -0 sha256sum "
+    "&& sha256sum .git/index && git stash list && git symbolic-ref HEAD && git rev-parse HEAD"
+)
+
+
+def in_dev(state, script: str, container: str = "dev") -> str:
+    return ok_on_host(
+        state, HOST, f"sudo docker exec -u 1000 {container} sh -c {shlex.quote(script)}"
+    )
+
+
+def test_a_hotfix_beside_uncommitted_work_leaves_all_of_it_as_it_was(node, test_lab: Lab) -> None:
+    state, host, _ = node
+    if "proj" not in in_dev(state, "ls ~"):
+        in_dev(state, RESEARCH)
+    before = in_dev(state, TREE)
+    assert "stash@{0}" in before and len(before.splitlines()) > 6, before
+    production = in_dev(state, "git -C ~/proj symbolic-ref --short HEAD").strip()
+    hotfix = ("hotfix", "start", host, "dev", "--ref", production, "-i", "inventories/lab.py")
+    started = tfenv_cli(test_lab, *hotfix)
+    said = started.stdout + started.stderr
+    assert started.returncode == 0, said
+    assert f"branch     hotfix/{production} (new, from {production})" in said, said
+    assert "worktree   /home/researcher/hotfix/proj" in said, said
+    lab1 = f"{state.registry['host']}/tfenv/tensorflow@"
+    assert f"container  dev-hotfix  running {lab1}sha256:" in said, said
+    sibling = json.loads(ok_on_host(state, HOST, "sudo docker inspect dev-hotfix"))[0]
+    assert sibling["Config"]["Labels"]["tfenv.hotfix.of"] == "dev"
+    assert sibling["Image"] == container(state)["Image"]  # the production digest, as dev's
+    assert sibling["State"]["Health"]["Status"] == "healthy"
+    ports = {p["HostPort"] for ps in sibling["HostConfig"]["PortBindings"].values() for p in ps}
+    assert ports == {"2223", "8889"}, ports  # the next free ones above dev's 2222 and 8888
+    again = tfenv_cli(test_lab, *hotfix)
+    assert "(already started: nothing changed)" in again.stdout, again.stdout + again.stderr
+    # The fix, committed inside the sibling, on the hotfix branch.
+    in_dev(state, "cd ~/hotfix/proj && echo fixed >> a.txt && git commit -qam 'the fix'",
+           container="dev-hotfix")  # fmt: skip
+    in_dev(state, "echo half-done > ~/hotfix/proj/wip.txt", container="dev-hotfix")
+    finish = ("hotfix", "finish", host, "dev", "-i", "inventories/lab.py")
+    refused = tfenv_cli(test_lab, *finish)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "uncommitted files in the hotfix worktree" in refused.stderr
+    assert "?? wip.txt" in refused.stderr and "--discard" in refused.stderr
+    in_dev(state, "rm ~/hotfix/proj/wip.txt", container="dev-hotfix")
+    done = tfenv_cli(test_lab, *finish)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"branch hotfix/{production} kept" in done.stdout, done.stdout
+    assert in_dev(state, TREE) == before  # byte for byte: tree, index, stash, HEAD
+    log = in_dev(state, f"git -C ~/proj log -1 --format=%s hotfix/{production}")
+    assert log.strip() == "the fix"
+    assert in_dev(state, "git -C ~/proj worktree list | wc -l").strip() == "1"
+    assert in_dev(state, "ls ~/hotfix 2>/dev/null | wc -l").strip() == "0"
+    gone = on_host(state, HOST, "sudo docker inspect dev-hotfix")
+    assert gone.returncode != 0
+    nothing = tfenv_cli(test_lab, *finish)
+    assert f"No hotfix of dev on {host}: nothing to do." in nothing.stdout
+
+
+def image_id(state, digest: str) -> str:
+    return ok_on_host(
+        state, HOST, f"sudo docker image inspect -f '{{{{.Id}}}}' "
+        f"{state.registry['host']}/team/tf-dev@{digest}", timeout=60,
+    ).strip()  # fmt: skip
 
 
 def test_failed_pull_leaves_the_old_container_running(node, test_lab: Lab) -> None:

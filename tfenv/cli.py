@@ -645,10 +645,88 @@ def reconcile_merge(reports: tuple[str, ...], report_dir: str) -> None:
     sys.exit(merged.exit_code)
 
 
-def _add_rollout() -> None:
+INVENTORY_OPTION = click.option(
+    "-i",
+    "--inventory",
+    default=lambda: os.environ.get("TFENV_INVENTORY", "inventories/gpu.py"),
+    show_default="$TFENV_INVENTORY or inventories/gpu.py",
+    help="The pyinfra inventory the host is in.",
+)
+
+
+@main.group()
+def hotfix() -> None:
+    """Work on a production bug beside a researcher's experiments, safely.
+
+    start: a git worktree of their repository at the production ref (branch
+    hotfix/REF) and a sibling container CONTAINER-hotfix running the production
+    image, with the same user, keys, secrets, home and checkpoints. finish:
+    removes both and keeps the branch. Their own working tree, index,
+    untracked files and stash are never touched.
+    """
+
+
+def _hotfix(request) -> dict:  # type: ignore[no-untyped-def]
+    from tfenv import hotfix as hf
+
+    base = Path(os.getcwd())
+    _load(request.inventory, base)  # a bad inventory: one line, no traceback
+    problems = hf.check_request(request, base)
+    if problems:
+        click.echo("\n".join(problems), err=True)
+        _fail("tfenv hotfix: fix the above; nothing was changed.")
+    started = time.monotonic()
+    try:
+        return hf.run(request, lambda line: click.echo(
+            f"[{time.monotonic() - started:5.1f}s] {line}", err=True))  # fmt: skip
+    except hf.HotfixError as exc:
+        _fail(str(exc))
+        raise
+
+
+@hotfix.command("start")
+@click.argument("host")
+@click.argument("container")
+@click.option("--ref", required=True, help="The production branch, tag or commit to fix.")
+@click.option("--image", default="", help="name:tag to run (pinned in the lock); default: "
+              "the container's declared image, as the lock pins it.")  # fmt: skip
+@click.option("--repo", default="", help="The repository, relative to the home (default: "
+              "the only one at the home's top level).")  # fmt: skip
+@INVENTORY_OPTION
+def hotfix_start(host: str, container: str, ref: str, image: str, repo: str,
+                 inventory: str) -> None:  # fmt: skip
+    """Start a hotfix of CONTAINER on HOST (again: says it is already started)."""
+    from tfenv import hotfix as hf
+
+    request = hf.Request(inventory, host, container, "start", ref=ref, image=image, repo=repo)
+    result = _hotfix(request)
+    inv = _load(inventory, Path(os.getcwd()))
+    address = next((h.data.get("ssh_hostname") or h.name for h in inv if h.name == host), host)
+    click.echo(hf.started_text(request, result, address))
+
+
+@hotfix.command("finish")
+@click.argument("host")
+@click.argument("container")
+@click.option("--discard", is_flag=True, help="Drop uncommitted files in the hotfix worktree "
+              "(and close sessions in the sibling).")  # fmt: skip
+@click.option("--repo", default="", help="The repository, when the sibling is already gone.")
+@INVENTORY_OPTION
+def hotfix_finish(host: str, container: str, discard: bool, repo: str, inventory: str) -> None:
+    """Remove CONTAINER's hotfix sibling and worktree on HOST; the branch stays.
+    Refused while the worktree has uncommitted files (unless --discard)."""
+    from tfenv import hotfix as hf
+
+    request = hf.Request(inventory, host, container, "finish", repo=repo, discard=discard)
+    click.echo(hf.finished_text(request, _hotfix(request)))
+
+
+def _add_groups() -> None:
+    from tfenv.images.cli import image
     from tfenv.rollout.cli import rollout
 
     main.add_command(rollout)
+    main.add_command(image)
 
 
-_add_rollout()
+_add_groups()

@@ -38,6 +38,13 @@ ROLLOUT_ID_LABEL = "tfenv.rollout.id"
 ROLLOUT_FROM_LABEL = "tfenv.rollout.from"  # the previous image, name@sha256:...
 ROLLOUT_TO_LABEL = "tfenv.rollout.to"  # the image the rollout put there, name@sha256:...
 ROLLOUT_LABELS = (ROLLOUT_ID_LABEL, ROLLOUT_FROM_LABEL, ROLLOUT_TO_LABEL)
+# tfenv hotfix's sibling container NAME-hotfix (see tfenv.deploys.hotfix)
+HOTFIX_SUFFIX = "-hotfix"
+HOTFIX_OF_LABEL = "tfenv.hotfix.of"  # the container it is a hotfix of
+HOTFIX_BRANCH_LABEL = "tfenv.hotfix.branch"
+HOTFIX_WORKTREE_LABEL = "tfenv.hotfix.worktree"
+HOTFIX_REPO_LABEL = "tfenv.hotfix.repo"  # relative to the home
+HOTFIX_PORTS_LABEL = "tfenv.hotfix.ports"  # the host ports it got: kept when run again
 PREVIOUS_SUFFIX = ".tfenv-previous"  # the old container, kept stopped until the new one runs
 LOCK_DIR = "/run/lock"  # LOCK_DIR/tfenv-container-NAME.lock: one replacement at a time
 

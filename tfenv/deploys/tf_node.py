@@ -14,6 +14,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.context import ctx_host, ctx_state
 
+from tfenv import layout
 from tfenv.containers.desired import DesiredContainer, desired_container, mounted_secrets
 from tfenv.deploys.gpu_base import gpu_base
 from tfenv.deploys.spec import pinned_image, secret_value
@@ -116,13 +117,25 @@ def tf_node_deploy(spec: NodeSpec) -> None:
         name
         for name in set(node.containers) - set(spec.containers)
         if name.removesuffix(PREVIOUS_SUFFIX) not in spec.containers  # tf_container's
+        and not _hotfix_of(node.containers[name].labels, spec)
     )
+    for name in sorted(set(node.containers) - set(spec.containers) - set(undeclared)):
+        of = _hotfix_of(node.containers[name].labels, spec)
+        if of:
+            logger.info(f"{host.name}: {name} is a hotfix of {of} (tfenv hotfix finish "
+                        f"{host.name} {of} removes it)")  # fmt: skip
     for name in undeclared:
         logger.warning(
             f"{host.name}: container {name} carries tfenv's label but is not declared; "
             f"tfenv leaves it alone (remove it with: docker rm -f {name})"
         )
     host_done(state, host, _observations(spec, node, undeclared))
+
+
+def _hotfix_of(labels: dict[str, str], spec: NodeSpec) -> str | None:
+    """The declared container a ``tfenv hotfix`` sibling belongs to, if it is one."""
+    of = labels.get(layout.HOTFIX_OF_LABEL)
+    return of if of in spec.containers else None
 
 
 def _observations(spec: NodeSpec, node, undeclared: list[str]) -> list[Item]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tfenv.images.dev_files import DEV_FILES, dev_file
 from tfenv.images.lock import LockedImage, dump_lock
 from tfenv.lab.images import BASE_IMAGE, CLASSIC_BUILD, build_image
 from tfenv.lab.progress import say, step
@@ -27,12 +28,6 @@ JUPYTERLAB_VERSION = "4.2.5"
 REPOSITORY = "tfenv/tensorflow"
 DEBIAN_REPOSITORY = "tfenv/debian"  # small image for checks (GPU visible in a container)
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-BASE_FILES = (
-    "tf-base.Dockerfile",
-    "tfenv-dev-entrypoint",
-    "tfenv-sshd_config",
-    "jupyter_server_config.py",
-)
 
 
 @dataclass(frozen=True)
@@ -62,11 +57,11 @@ def ensure_tf_base() -> str:
     """``tfenv-lab/tf-base:<hash>``, built when its inputs change (a few minutes cold)."""
     if not CA_BUNDLE.exists():
         raise LabError(f"{CA_BUNDLE} is missing: apt-get install -y ca-certificates, then retry.")
-    files = {name: _file(name) for name in BASE_FILES}
+    files = {name: dev_file(name) for name in DEV_FILES}
     files["build-ca.crt"] = CA_BUNDLE.read_text()
     return build_image(
         "tfenv-lab/tf-base",
-        files.pop("tf-base.Dockerfile"),
+        _file("tf-base.Dockerfile"),
         files,
         {"TF_VERSION": TF_VERSION, "JUPYTERLAB_VERSION": JUPYTERLAB_VERSION},
         what=(

@@ -59,7 +59,7 @@ class DeclaredData(Strict):
 TFENV_KEYS = frozenset(DeclaredData.model_fields)
 # Where a value must never be echoed back: it might be a pasted secret
 # (or a private key pasted where a public one belongs).
-NO_ECHO = ("secrets", "password_secret", "token_secret", "env", "authorized_keys")
+NO_ECHO = ("secrets", "password_secret", "token_secret", "env", "authorized_keys", "build_args")
 REGISTRY_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?", re.ASCII)
 
 
@@ -74,7 +74,7 @@ def load(host: str, data: Mapping[str, Any], base_dir: Path) -> NodeSpec:
     try:
         declared = DeclaredData.model_validate(declared_input)
     except ValidationError as exc:
-        problems.extend(_from_pydantic(host, exc))
+        problems.extend(from_pydantic(host, exc))
         raise SpecError(problems) from None
 
     lock = None
@@ -106,6 +106,8 @@ def _unknown_top_level_keys(host: str, data: Mapping[str, Any]):
 def _render_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a mapping key's own error
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -113,9 +115,9 @@ def _render_loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+def _allowed_fields(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
     """Field names of the model found at ``loc`` (for did-you-mean hints)."""
-    current: Any = DeclaredData
+    current: Any = root
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             info = current.model_fields.get(str(part))
@@ -139,7 +141,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _from_pydantic(host: str, exc: ValidationError) -> list[Problem]:
+def from_pydantic(
+    host: str, exc: ValidationError, root: type[BaseModel] = DeclaredData
+) -> list[Problem]:
+    """One problem per validation error of ``root`` (a model of declared data)."""
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -149,7 +154,7 @@ def _from_pydantic(host: str, exc: ValidationError) -> list[Problem]:
         no_echo = any(str(part) in NO_ECHO for part in loc) or isinstance(value, dict)
         got: str | None = None if no_echo else _short(value)
         if kind == "extra_forbidden":
-            allowed = _allowed_fields(loc[:-1])
+            allowed = _allowed_fields(loc[:-1], root)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             expected = "a known key" + (f" (did you mean {close[0]!r}?)" if close else "")
             if allowed:
