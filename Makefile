@@ -24,6 +24,9 @@ demo: setup
 	$(BIN)/tfenv lab up --hosts 3
 	@echo "==> Validating the lab's declared state (GPU simulators, registry, image lock)"
 	$(BIN)/tfenv validate inventories/lab.py
+	@echo "==> The team image (images/team-dev.yaml): pip pinned with hashes, built, gated, pushed, locked"
+	$(BIN)/tfenv image lock-deps images/team-dev.yaml
+	$(BIN)/tfenv image build images/team-dev.yaml
 	@echo "==> TF node on every lab host: GPU base (Docker, pinned driver, reboot when due, toolkit),"
 	@echo "    registry login, NFS checkpoints, secret files, the dev container, a health check each"
 	$(BIN)/pyinfra -y inventories/lab.py deploys/tf_node.py

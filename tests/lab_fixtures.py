@@ -201,3 +201,15 @@ def team_image(lab_of, test_lab: Lab, tmp_path_factory: pytest.TempPathFactory):
     digest = re.search(r"digest\s+(sha256:[0-9a-f]{64})", built.stdout)
     assert digest, built.stdout
     return reference, digest[1], built.stdout + built.stderr, spec
+
+
+TF_NODE_HOST = 4  # 0-based: lab-5, the host of test_lab_tf_node.py and the runbooks
+
+
+@pytest.fixture(scope="session")
+def tf_node_host(lab_of, test_lab: Lab):
+    """lab-5 after a first ``deploys/tf_node.py`` run: (state, host name, its output)."""
+    state = lab_of(TF_NODE_HOST + 1, images=True)
+    host = state.hosts[TF_NODE_HOST].name
+    first = pyinfra_on_lab(test_lab, "-v", "--limit", host, "deploys/tf_node.py", timeout=900)
+    return state, host, first

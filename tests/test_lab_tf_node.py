@@ -59,12 +59,10 @@ def container(state, name: str = "dev") -> dict:
 
 
 @pytest.fixture(scope="module")
-def node(lab_of, test_lab: Lab):
-    """lab-5 after a first tf_node run (the expensive part, shared by the tests below)."""
-    state = lab_of(HOST + 1, images=True)
-    host = state.hosts[HOST].name
-    first = deploy(test_lab, host, "-v")
-    return state, host, first
+def node(tf_node_host):
+    """lab-5 after a first tf_node run (the expensive part, shared by the tests below
+    and, at the end of the session, by the runbooks' test)."""
+    return tf_node_host
 
 
 def test_first_run_brings_a_working_dev_container(node, test_lab: Lab) -> None:

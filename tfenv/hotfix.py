@@ -28,7 +28,11 @@ from tfenv.reconcile.check import host_error, host_failed, run_pyinfra
 
 DEPLOY = "deploys/hotfix.py"
 # A git ref as a user types it: no '..', no leading '-', no spaces or shell characters.
-REF_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,128}(?<![./])", re.ASCII)
+# (git's own rules too: no component starting with '.', none ending in '.lock').
+REF_RE = re.compile(
+    r"(?![-/])(?!.*\.\.)(?!.*//)(?!(.*/)?\.)(?!.*\.lock(/|$))[A-Za-z0-9._/-]{1,128}(?<![./])",
+    re.ASCII,
+)
 # A repository directory under the home: plain path components, no '..'.
 COMPONENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 REPO_RE = re.compile(rf"(?!.*(^|/)\.\.?(/|$)){COMPONENT}(/{COMPONENT})*", re.ASCII)
@@ -80,7 +84,8 @@ def check_request(request: Request, base: Path) -> list[str]:
         problems.append(
             f"{request.host}: no container {request.container!r} is declared (declared: {declared})"
         )
-    if request.image and spec.image_lock and spec.image_lock.resolve(request.image) is None:
+    pinnable = request.image and not pinned_tag_problem(request.image)
+    if pinnable and spec.image_lock and spec.image_lock.resolve(request.image) is None:
         problems.append(
             f"--image {request.image}: not pinned in {spec.image_lock.path} "
             f"(run: tfenv lock {request.inventory})"
@@ -130,7 +135,8 @@ def run(request: Request, say: Callable[[str], None]) -> dict:
 
 def started_text(request: Request, result: dict, ssh_host: str) -> str:
     ports = {container: host for container, host in result["ports"]}
-    ssh = next((h for c, h in ports.items() if c.startswith("2222/")), None)
+    ssh = ports.get(f"{result['ssh_port']}/tcp")
+    jupyter = f"{result['jupyter_port']}/tcp" if result.get("jupyter_port") else None
     again = " (already started: nothing changed)" if result.get("existed") else ""
     origin = "it existed: continued" if result.get("branch_existed") else f"new, from {request.ref}"
     lines = [
@@ -145,11 +151,13 @@ def started_text(request: Request, result: dict, ssh_host: str) -> str:
             f"then: cd {result['worktree']}"
         )
     for container, host in sorted(ports.items()):
-        if not container.startswith("2222/"):
+        if container == jupyter:
             lines.append(
-                f"  port       {container} on the host's {host} (Jupyter: through SSH, "
+                f"  jupyter    {container} on the host's {host} (through SSH: "
                 f"ssh -L {host}:127.0.0.1:{host} ...)"
             )
+        elif container != f"{result['ssh_port']}/tcp":
+            lines.append(f"  port       {container} on the host's {host}")
     lines.append(
         f"When done: commit on {result['branch']}, push it, then "
         f"tfenv hotfix finish {request.host} {request.container}"

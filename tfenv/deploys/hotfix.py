@@ -51,11 +51,11 @@ def sibling_name(container: str) -> str:
 
 
 def worktree_path(home: str, repo: str) -> str:
-    return f"{home}/hotfix/{repo.rsplit('/', 1)[-1]}"
+    return f"{home}/hotfix/{repo}"
 
 
 def branch_name(ref: str) -> str:
-    return "hotfix/" + ref.replace("/", "-")
+    return f"hotfix/{ref}"
 
 
 def free_ports(ports: tuple[Port, ...], taken: set[int]) -> tuple[Port, ...]:
@@ -173,8 +173,10 @@ def remove_sibling(sibling: str, of: str, observed: TfNodeState):
         raise OperationError(f"{sibling} is not a hotfix of {of} (its labels say otherwise): left")
     yield StringCommand("docker", "rm", "-f", QuoteString(sibling))
     # The directory tfenv's container operation made for it (it used the original's keys).
-    yield StringCommand("rmdir", "--ignore-fail-on-non-empty",
-                        QuoteString(layout.host_keys_dir(sibling)), "||", "true")  # fmt: skip
+    keys = layout.host_keys_dir(sibling)
+    parent = keys.rsplit("/", 1)[0]
+    yield StringCommand("rmdir", "--ignore-fail-on-non-empty", QuoteString(keys),
+                        QuoteString(parent), "2>/dev/null", "||", "true")  # fmt: skip
 
 
 def load_step() -> dict:
@@ -252,6 +254,8 @@ def hotfix_step(spec: NodeSpec) -> None:
     twin_desired = sibling(desired, image, ports, repo, branch, worktree)
     write_line({**result, "image": image, "ports": [[p.container, p.host] for p in ports],
                 "user_name": container.user.name, "existed": twin is not None,
+                "ssh_port": container.ssh_port,
+                "jupyter_port": container.jupyter.port if container.jupyter else None,
                 "branch_existed": state.branch_exists})  # fmt: skip
     hotfix_worktree(name=f"Worktree {worktree} on {branch}", **common)
     tf_container(name=f"Container {twin_desired.name} ({image})", desired=twin_desired,

@@ -20,13 +20,13 @@ trap 'echo done' EXIT
 for d in */.git; do [ -e "$d" ] && echo "repo ${d%/.git}"; done
 command -v git >/dev/null || { echo "no-git"; exit 0; }
 [ -n "$1" ] || exit 0
-[ -d "$1/.git" ] || { echo "no-repo"; exit 0; }
+[ -e "$1/.git" ] || { echo "no-repo"; exit 0; }
 if [ -e "$2" ]; then
   echo "worktree $(git -C "$2" symbolic-ref -q --short HEAD || echo '(detached)')"
   git -C "$2" status --porcelain --untracked-files=all | head -n 20 | sed 's/^/dirty /'
 fi
 git -C "$1" rev-parse --verify -q "refs/heads/$3" >/dev/null && echo "branch-exists"
-[ -z "$4" ] || git -C "$1" rev-parse --verify -q "$4^{commit}" >/dev/null && echo "ref-ok"
+if [ -n "$4" ] && git -C "$1" rev-parse --verify -q "$4^{commit}" >/dev/null; then echo "ref-ok"; fi
 """
 
 
@@ -73,7 +73,7 @@ def parse(lines: list[str]) -> HotfixState:
     for line in lines:
         kind, _, rest = line.partition(" ")
         if kind == "error":
-            state.error = state.error or rest.strip()
+            state.error = state.error or rest.strip() or "an error without a message"
         elif kind == "running":
             state.running = rest.strip() == "true"
         elif kind == "repo":

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from tfenv.images.dev_files import DEV_FILES, dev_file
-from tfenv.images.lock import LockedImage, dump_lock
+from tfenv.images.lock import LockedImage, dump_lock, read_lock
 from tfenv.lab.images import BASE_IMAGE, CLASSIC_BUILD, build_image
 from tfenv.lab.progress import say, step
 from tfenv.lab.registry import LabRegistry
@@ -161,6 +161,15 @@ def push_all(registry: LabRegistry, lab_dir: Path) -> dict[str, LockedImage]:
 
 
 def write_lab_lock(path: Path, images: dict[str, LockedImage]) -> None:
+    """The lab's images, plus what ``tfenv image build`` added to the lab's lock before
+    (team images stay locked across ``lab down``/``up``, as their registry blobs stay)."""
+    if path.exists():
+        current, issues = read_lock(path)
+        if not issues:
+            ours = {f"{REPOSITORY}:", f"{DEBIAN_REPOSITORY}:"}
+            kept = {ref: image for ref, image in current.images.items()
+                    if not any(part in ref for part in ours)}  # fmt: skip
+            images = {**kept, **images}
     text = dump_lock(images).replace(
         "# Written by `tfenv lock`", "# Written by `tfenv lab up` for the lab registry", 1
     )
