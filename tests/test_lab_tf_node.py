@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -82,10 +83,18 @@ def test_first_run_brings_a_working_dev_container(node, test_lab: Lab) -> None:
     assert listing[:2] == ["700 0 0", "400 1000 1000"]
 
 
-def test_second_run_changes_nothing(node, test_lab: Lab) -> None:
+def test_second_run_changes_nothing_in_at_most_three_remote_commands(node, test_lab) -> None:
     _, host, _ = node
-    again = deploy(test_lab, host)
+    again = deploy(test_lab, host, "--debug")
     assert f"[{host}] No changes" in again, again
+    # The host's state (GpuHost), its containers' (TfNode), one light probe of them.
+    commands = re.findall(rf"Running command on {re.escape(host)}: ", again)
+    assert 1 <= len(commands) <= 3, [ln for ln in again.splitlines() if "Running command" in ln]
+    assert "GPU(s) inside, light check (nothing changed on this host in this run" in again, again
+    assert "TensorFlow op ok" not in again
+    # Asked for: the deep checks (the TF op, a throwaway GPU container) without a change.
+    deep = deploy(test_lab, host, "-v", "--data", "health=deep")
+    assert "GPU(s) inside, TensorFlow op ok" in deep and "visible inside a container" in deep
 
 
 def test_password_and_root_logins_are_refused(node) -> None:
@@ -167,6 +176,7 @@ def test_each_change_recreates_the_container_and_names_the_field(
         assert f"      {field} (declared" in output, (field, output)
         after = container(state)
         assert after["Id"] != before and after["State"]["Running"], field
+        assert "GPU(s) inside, TensorFlow op ok" in output, (field, output)  # replaced: deep
         target = "/ckpt" if "checkpoints" in changes.get("containers.dev", {}) else "/checkpoints"
         kept = ok_on_host(state, HOST, f"sudo docker exec dev cat {target}/step-1")
         assert kept.strip() == "kept", field

@@ -33,7 +33,7 @@ from tfenv.drift import write_line
 from tfenv.facts.hotfix import Hotfix, HotfixState
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.model.spec import NodeSpec
-from tfenv.operations.container_health import container_health
+from tfenv.operations.container_health import HealthCheck, containers_health
 from tfenv.operations.tf_container import pending_replacements, tf_container
 
 STEP_ENV = "TFENV_HOTFIX_STEP"
@@ -260,10 +260,10 @@ def hotfix_step(spec: NodeSpec) -> None:
     hotfix_worktree(name=f"Worktree {worktree} on {branch}", **common)
     tf_container(name=f"Container {twin_desired.name} ({image})", desired=twin_desired,
                  observed=node)  # fmt: skip
-    container_health(name=f"Health of {twin_desired.name}", container=twin_desired.name,
-                     gpus=container.gpus.visible(spec.gpu_count),
-                     jupyter=container.jupyter is not None)  # fmt: skip
     pending_replacements(name="Pending replacements")
+    check = HealthCheck(twin_desired.name, container.gpus.visible(spec.gpu_count),
+                        container.jupyter is not None)  # fmt: skip
+    containers_health(name=f"Health of {twin_desired.name}", checks=[check])
 
 
 def _problem(state: HotfixState, name: str, repo: str) -> str | None:

@@ -22,7 +22,7 @@ from tfenv.facts.gpu import GpuHostState, gpu_host
 from tfenv.facts.tf_node import TfNodeState, tf_node
 from tfenv.layout import PREVIOUS_SUFFIX, secret_path
 from tfenv.model.spec import Container, NodeSpec
-from tfenv.operations.container_health import container_health, node_summary
+from tfenv.operations.container_health import HealthCheck, containers_health, node_summary
 from tfenv.operations.nfs_mount import nfs_mount
 from tfenv.operations.sealed_file import seal_of
 from tfenv.operations.tf_container import (
@@ -98,13 +98,14 @@ def tf_node_deploy(spec: NodeSpec) -> None:
             observed=node,
             force_busy=is_forced(host.data.get("force_busy", False)),
         )
-        container_health(
-            name=f"Health of {name}",
-            container=name,
-            gpus=container.gpus.visible(spec.gpu_count),
-            jupyter=container.jupyter is not None,
-        )
     pending_replacements(name="Pending replacements")
+    containers_health(
+        name="Health of the containers",
+        checks=[
+            HealthCheck(name, container.gpus.visible(spec.gpu_count), container.jupyter is not None)
+            for name, container in sorted(spec.containers.items())
+        ],
+    )
     node_summary(
         name="Summary",
         lines=[

@@ -68,8 +68,8 @@ class CanaryCheck(FactBase):
             'printf "TFENV-STATE %s\\n" "$s";',
         ]  # fmt: skip
         if health:
-            parts += ["docker", "exec", name, "python3", "-c", QuoteString(PROBE), "2>&1", "|",
-                      "grep", "'^TFENV-PROBE ';"]  # fmt: skip
+            parts += ["docker", "exec", name, "python3", "-c", QuoteString(PROBE), "deep",
+                      "2>&1", "|", "grep", "'^TFENV-PROBE ';"]  # fmt: skip
             if checkpoints:
                 test = (
                     f'f={checkpoints}/.tfenv-canary-write-$$; echo ok > "$f" && '

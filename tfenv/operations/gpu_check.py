@@ -7,6 +7,7 @@ from pyinfra.api import operation
 
 from tfenv.facts.gpu import GpuInContainer
 from tfenv.operations.failure import fail_host
+from tfenv.operations.run_state import deep_checks
 
 
 @operation()
@@ -18,7 +19,10 @@ def gpus_in_container(image: str, gpu_count: int | None = None):
     + gpu_count: how many GPUs must be listed (at least one when not declared)
 
     Checked when the deploy runs (after the driver, toolkit and pull), never
-    while planning; it changes nothing on the host.
+    while planning, and only when something changed on the host in this run or
+    ``--data health=deep`` asks (see :mod:`tfenv.operations.run_state`): in a
+    run that changed nothing, the facts read the driver and GPUs and the
+    containers' own probe lists the GPUs inside them. Changes nothing.
 
     **Example:**
 
@@ -28,6 +32,10 @@ def gpus_in_container(image: str, gpu_count: int | None = None):
     """
     if not host.state.is_executing:
         host.noop("checked when the deploy runs")
+        return
+    deep, why = deep_checks(host)
+    if not deep:
+        host.noop(f"not run: {why}")
         return
     result = host.get_fact(GpuInContainer, image=image)
     listed = [line for line in result["lines"] if line.startswith("GPU ")]
