@@ -136,9 +136,16 @@ def start_host_again(lab: Lab, state: LabState, host: int, timeout: float = 300)
 
 CANARY_INVENTORY = '''\
 """Lab hosts for {what}, {canary} the canary (written by the test)."""
+import runpy
+
 from tfenv.lab.fleet import current_state
 
 _state = current_state()
+# {reboots!r} hosts may reboot at once (the lab's driver as group_data/lab.py declares it).
+_driver = {{}}
+if {reboots!r} > 1:
+    _declared = runpy.run_path({group_data!r})["nvidia_driver"]
+    _driver = {{"nvidia_driver": {{**_declared, "reboot_max_parallel": {reboots!r}}}}}
 _hosts = {{h.name: h for h in _state.hosts}}
 lab = [
     (name, {{
@@ -150,6 +157,7 @@ lab = [
         "ssh_strict_host_key_checking": "yes",
         "_sudo": True,
         "image_lock": {lock!r},
+        **_driver,
     }})
     for name in {names!r}
 ]
@@ -157,10 +165,13 @@ canary = [{canary!r}]
 '''
 
 
-def canary_inventory(what: str, lock: Path, names: list[str]) -> str:
+def canary_inventory(what: str, lock: Path, names: list[str], reboots: int = 1) -> str:
     """An inventory of ``names`` (group ``lab``, so the lab's group data applies), with
-    its own image lock and the first host as the ``canary`` group."""
-    return CANARY_INVENTORY.format(what=what, lock=str(lock), names=names, canary=names[0])
+    its own image lock and the first host as the ``canary`` group. ``reboots`` > 1: that
+    many hosts may reboot at once (a first deploy of fresh hosts: the default is one)."""
+    return CANARY_INVENTORY.format(what=what, lock=str(lock), names=names, canary=names[0],
+                                   reboots=reboots,
+                                   group_data=str(REPO / "group_data" / "lab.py"))  # fmt: skip
 
 
 def tfenv_cli(lab: Lab, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

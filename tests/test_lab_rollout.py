@@ -120,7 +120,10 @@ def fleet(lab_of, test_lab: Lab, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rollout")
     fleet = Fleet(test_lab, state, tmp)
     shutil.copyfile(state.lock, fleet.lock)  # this module's lock: the lab's stays as it is
-    fleet.inventory.write_text(canary_inventory("the rollout tests", fleet.lock, fleet.names))
+    # Fresh hosts reboot into the driver all at once (the deploy's default is one at a time).
+    fleet.inventory.write_text(
+        canary_inventory("the rollout tests", fleet.lock, fleet.names, reboots=len(fleet.names))
+    )
     result = fleet.deploy()
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     first = fleet.index(fleet.names[0])

@@ -1,6 +1,8 @@
 """Every runnable block of every runbook, run against the lab, in the README's order.
 
-The runbooks' variables are set for the test lab: the host is lab-5 (provisioned
+The runbooks' variables are set for the test lab: the fleet ``$INV`` is lab-5
+alone, in the lab's group (so group_data/lab.py applies) with the lab's lock,
+and ``$HOST`` is lab-5 (provisioned
 by test_lab_tf_node.py's first deploy, or here when this module runs alone),
 ``$SSH`` reaches it over real SSH with strict host keys, ``$CONSOLE`` is
 ``docker exec`` into its lab container (a host's console), ``$SPEC`` is the
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lab_fixtures import TF_NODE_HOST, ok_on_host
+from lab_fixtures import TF_NODE_HOST, canary_inventory, ok_on_host
 from runbook_blocks import REPO, blocks, listed
 
 from tfenv.lab.fleet import Lab, ssh_command
@@ -48,8 +50,11 @@ def variables(tf_node_host, team_image, test_lab: Lab, tmp_path_factory) -> dict
         ok_on_host(state, TF_NODE_HOST, repo + shlex.quote(RESEARCH))
     ref = ok_on_host(state, TF_NODE_HOST, repo + "'git -C ~/proj symbolic-ref --short HEAD'")
     ssh = ssh_command(state.key, state.known_hosts, lab_host.port, state.user)
+    # The runbooks' fleet: lab-5 alone (the lab's other hosts are other tests' business).
+    inventory = tmp / "fleet.py"
+    inventory.write_text(canary_inventory("the runbooks", Path(state.lock), [host]))
     return {
-        "INV": "inventories/lab.py",
+        "INV": str(inventory),
         "HOST": host,
         "CONTAINER": "dev",
         "SSH": shlex.join(ssh),
