@@ -1412,6 +1412,7 @@ def test_cli_build_prints_every_spec_problem_once(fleet: Path) -> None:
         fleet / "s.yaml",
         version="latest",
         base=f"{PUSH_REGISTRY}/ml/tf",
+        pip={"numpy": ">=1.0"},
         build_args={"API_TOKEN": "hunter2-hunter2", "URL": "https://u:hunter2@h/simple"},
     )
     result = invoke("build", "s.yaml")
@@ -1421,6 +1422,8 @@ def test_cli_build_prints_every_spec_problem_once(fleet: Path) -> None:
             f"s.yaml: version: expected {VERSION_WORDS}, got 'latest'",
             "s.yaml: base: expected an explicit tag such as name:2.17.0 (no tag means the "
             f"floating 'latest'); its digest comes from the lock, got '{PUSH_REGISTRY}/ml/tf'",
+            "s.yaml: pip.numpy: expected an exact version such as 1.26.4 (tfenv image "
+            "lock-deps pins it with its hash), got '>=1.0'",
             f"s.yaml: build_args.API_TOKEN: expected {SECRET_NAME_WORDS}",
             f"s.yaml: build_args.URL: expected {SECRET_SHAPED}",
         ],
