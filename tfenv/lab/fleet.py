@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from tfenv.lab.images import ensure_host_image
 from tfenv.lab.progress import say, step
 from tfenv.lab.registry import LabRegistry, ensure_registry
 from tfenv.lab.run import LabError, run, ssh_keygen
-from tfenv.lab.service import Found, published_port
+from tfenv.lab.service import Found, free_port, published_port
 from tfenv.lab.sim import nfs as nfs_sim
 from tfenv.lab.sim import nvidia as nvidia_sim
 from tfenv.lab.sim.nvidia import BUS_IDS
@@ -258,14 +257,8 @@ def _ensure_inotify(hosts: int) -> None:
 
 def _host_port(previous: int | None) -> int:
     """The port a new host container publishes SSH on: its previous one when still
-    free (ssh commands and known_hosts stay valid), else any free port. Fixed at
-    creation, so a host keeps it across reboots (an ephemeral -p may change)."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", previous or 0))
-        except OSError:
-            probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    free (ssh commands and known_hosts stay valid), else any free port."""
+    return free_port(previous)
 
 
 def _host_spec(image: str, gpus: int, host_dir: Path, nfs_client: Path) -> tuple[str, list[str]]:

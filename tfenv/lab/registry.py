@@ -21,7 +21,7 @@ from tfenv.images.registry import RegistryClient, RegistryError
 from tfenv.lab.ca import ensure_ca, issue_server_cert
 from tfenv.lab.images import build_image
 from tfenv.lab.run import LabError, run
-from tfenv.lab.service import Found, ensure_service, published_port
+from tfenv.lab.service import Found, ensure_service, free_port, published_port
 from tfenv.model.secrets import SecretValue
 
 ALIAS = "registry.lab.test"  # .test is reserved (RFC 2606): it never leaves the lab
@@ -165,8 +165,9 @@ def ensure_registry(
             # again after `down` pushes nothing it already had.
             "-v",
             f"{(directory / 'data').resolve()}:/var/lib/docker-registry",
+            # A fixed host port: a registry stopped and started again keeps it.
             "-p",
-            f"127.0.0.1::{PORT}",
+            f"127.0.0.1:{free_port()}:{PORT}",
         ],
         what=f"the lab registry ({ALIAS}:{PORT}, htpasswd auth, TLS)",
     )

@@ -7,6 +7,7 @@ the lab) and is re-created when its image changes.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,19 @@ def ensure_service(
             )  # fmt: skip
     elif found.state != "running":
         run(["docker", "start", container])
+
+
+def free_port(previous: int | None = None) -> int:
+    """A port on 127.0.0.1 to publish a lab container on: ``previous`` when still free,
+    else any free one. Fixed at creation (``-p 127.0.0.1:PORT:...``), so the container
+    keeps it across a stop and start, where an ephemeral ``-p 127.0.0.1::...`` may change
+    and leave the lab's state (and everything that reads it) pointing at the old one."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", previous or 0))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def published_port(container: str, port: int) -> int:
