@@ -666,19 +666,21 @@ def hotfix() -> None:
     """
 
 
-def _hotfix(request) -> dict:  # type: ignore[no-untyped-def]
+def _hotfix(request):  # type: ignore[no-untyped-def]
+    """(the result line, the inventory, loaded once)."""
     from tfenv import hotfix as hf
 
     base = Path(os.getcwd())
-    _load(request.inventory, base)  # a bad inventory: one line, no traceback
-    problems = hf.check_request(request, base)
+    inventory = _load(request.inventory, base)  # a bad inventory: one line, no traceback
+    problems = hf.check_request(request, base, inventory)
     if problems:
         click.echo("\n".join(problems), err=True)
         _fail("tfenv hotfix: fix the above; nothing was changed.")
     started = time.monotonic()
     try:
-        return hf.run(request, lambda line: click.echo(
+        result = hf.run(request, lambda line: click.echo(
             f"[{time.monotonic() - started:5.1f}s] {line}", err=True))  # fmt: skip
+        return result, inventory
     except hf.HotfixError as exc:
         _fail(str(exc))
         raise
@@ -699,8 +701,7 @@ def hotfix_start(host: str, container: str, ref: str, image: str, repo: str,
     from tfenv import hotfix as hf
 
     request = hf.Request(inventory, host, container, "start", ref=ref, image=image, repo=repo)
-    result = _hotfix(request)
-    inv = _load(inventory, Path(os.getcwd()))
+    result, inv = _hotfix(request)
     address = next((h.data.get("ssh_hostname") or h.name for h in inv if h.name == host), host)
     click.echo(hf.started_text(request, result, address))
 
@@ -718,7 +719,7 @@ def hotfix_finish(host: str, container: str, discard: bool, repo: str, inventory
     from tfenv import hotfix as hf
 
     request = hf.Request(inventory, host, container, "finish", repo=repo, discard=discard)
-    click.echo(hf.finished_text(request, _hotfix(request)))
+    click.echo(hf.finished_text(request, _hotfix(request)[0]))
 
 
 def _add_groups() -> None:

@@ -54,7 +54,7 @@ class Request:
     discard: bool = False
 
 
-def check_request(request: Request, base: Path) -> list[str]:
+def check_request(request: Request, base: Path, inventory=None) -> list[str]:  # type: ignore[no-untyped-def]
     """What is wrong with ``request`` before any host is touched, one line each."""
     from tfenv.model.inventory import load_inventory, validate_hosts
 
@@ -71,7 +71,8 @@ def check_request(request: Request, base: Path) -> list[str]:
         )
     if request.image and pinned_tag_problem(request.image):
         problems.append(f"--image {request.image!r}: expected {pinned_tag_problem(request.image)}")
-    inventory = load_inventory(request.inventory, base)
+    if inventory is None:  # the CLI passes the one it loaded already
+        inventory = load_inventory(request.inventory, base)
     hosts = [h for h in inventory if h.name == request.host]
     if not hosts:
         return [*problems, f"{request.host}: not a host of {request.inventory}"]
