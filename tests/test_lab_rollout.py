@@ -27,6 +27,7 @@ from lab_fixtures import REPO, canary_inventory, ok_on_host, start_host_again
 
 from tfenv.images.lock import read_lock
 from tfenv.lab.fleet import Lab
+from tfenv.rollout.journal import ACTIVE, Journal
 
 pytestmark = pytest.mark.lab
 
@@ -135,6 +136,23 @@ def fleet(lab_of, test_lab: Lab, tmp_path_factory):
     fleet.kept = fleet.fingerprints()
     assert set(fleet.images().values()) == {fleet.pinned(LAB[1])}
     return fleet
+
+
+@pytest.fixture(autouse=True)
+def no_rollout_left_behind(fleet: Fleet):  # type: ignore[no-untyped-def]
+    """A case that fails part-way leaves its rollout unfinished, and every later case
+    would be refused ("not finished"): roll it back, so one failure stays one."""
+    yield
+    if not fleet.state_dir.exists():
+        return
+    journal = Journal(fleet.state_dir)
+    try:
+        left = [r.id for r in journal.all() if r.status in ACTIVE]
+    finally:
+        journal.close()
+    for rollout_id in left:
+        code, _, stderr = fleet.rollout("rollback", rollout_id)
+        assert code == 0, f"could not roll back {rollout_id} left by this case: {stderr}"
 
 
 def test_bad_input_is_refused_before_any_host(fleet: Fleet) -> None:

@@ -67,6 +67,7 @@ class FakeHost:
     log_lines: list[str] = field(default_factory=list)
     measures: bool = True
     metrics: dict[str, dict] = field(default_factory=dict)  # image -> this host's own numbers
+    readings: list[dict] = field(default_factory=list)  # the next checks' numbers, in turn
     locks: dict[str, str] = field(default_factory=dict)  # rollout lock files: path -> text
     replacements: list[str] = field(default_factory=list)  # every image it was moved to
 
@@ -141,6 +142,8 @@ class Fleet:
             check["log_lines"] = list(host.log_lines)
         if mine.get("metrics") and host.measures:
             check["metrics"] = dict(host.metrics.get(host.image) or self.metrics[host.image])
+            if host.readings and host.image != OLD_IMAGE:
+                check["metrics"] = host.readings.pop(0)
         return {"host": name, "check": check, "busy": [], "busy_checked": True,
                 "declared": OLD_IMAGE, "declared_image": OLD_REF, "declared_ref": OLD_REF,
                 "lock": str(self.lock_path), "gpus": 2, "jupyter": True,
@@ -293,6 +296,71 @@ def test_a_clean_rollout_moves_each_host_once_and_promotes_the_lock(
         f"rollout {ROLLOUT_ID} completed: 3 host(s) on {NEW_REF} ({DIGEST_NEW}); "
         "the lock holds it now"
     )
+
+
+# --- 1b. noise on a measurement ----------------------------------------------------------
+
+SPIKE = {**NEW_METRICS, "p99_ms": 31.0}  # x1.55 the baseline's 20 ms: over the x1.5 limit
+
+
+def test_a_p99_spike_is_measured_again_and_the_second_reading_decides(
+    fleet: Fleet, journal: Journal, said: list[str]
+) -> None:
+    fleet.hosts["a"].readings = [SPIKE, NEW_METRICS]
+    rollout = planned([["a"], ["b", "c"]])
+
+    assert start(journal, rollout, said).drive() == EXIT_DONE
+
+    assert fleet.phases()[1:5] == [("observe", ["a"]), ("replace", ["a"]), ("check", ["a"]),
+                                   ("check", ["a"])]  # fmt: skip
+    assert fleet.calls[4][2] == {"a": {"health": True, "metrics": True}}
+    assert host_steps(journal, "a")[-3:] == [
+        ("gates", "started"),
+        ("gates", "measured-again"),
+        ("gates", "passed"),
+    ]
+    first = journal.steps(ROLLOUT_ID)
+    again_detail = next(s["detail"] for s in first if s["state"] == "measured-again")
+    assert [g["name"] for g in again_detail["gates"]] == ["p99"]
+    assert again_detail["gates"][0]["numbers"]["new_ms"] == 31.0
+    assert gate_names(journal, "a") == dict.fromkeys(HEALTH_GATES + METRIC_GATES, True)
+    assert any("a: p99: FAIL: 31.00 ms vs baseline 20.00 ms" in line
+               and "measuring once more" in line for line in said)  # fmt: skip
+    assert all(h.replacements == [NEW_IMAGE] for h in fleet.hosts.values())
+
+
+def test_a_p99_regression_that_stays_fails_on_the_second_reading(
+    fleet: Fleet, journal: Journal, said: list[str]
+) -> None:
+    fleet.hosts["a"].readings = [SPIKE, {**SPIKE, "p99_ms": 40.0}]
+    rollout = planned([["a"], ["b", "c"]])
+
+    assert start(journal, rollout, said).drive() == EXIT_FAILED
+
+    assert [p for p, _ in fleet.phases()].count("check") == 2
+    got = stored(journal)
+    assert (got.status, got.reason) == ("paused", "gate failed: a: p99")
+    p99 = next(g for g in journal.last(ROLLOUT_ID, "a", "gates")[1]["gates"] if g["name"] == "p99")
+    assert (p99["passed"], p99["numbers"]["new_ms"]) == (False, 40.0)  # the second reading
+    assert fleet.hosts["b"].replacements == []
+
+
+@pytest.mark.parametrize("reading", [
+    {**SPIKE, "outputs": [0.1, 0.2, 0.7]},  # p99 and the outputs: not noise alone
+    {**NEW_METRICS, "outputs": [0.1, 0.2, 0.7]},  # the outputs alone
+    {**NEW_METRICS, "errors": 3},
+], ids=["p99-and-kl", "kl", "errors"])  # fmt: skip
+def test_a_failure_noise_cannot_explain_is_not_measured_again(
+    fleet: Fleet, journal: Journal, said: list[str], reading: dict
+) -> None:
+    fleet.hosts["a"].readings = [reading, NEW_METRICS]
+    rollout = planned([["a"], ["b", "c"]])
+
+    assert start(journal, rollout, said).drive() == EXIT_FAILED
+
+    assert [p for p, _ in fleet.phases()].count("check") == 1
+    assert ("gates", "measured-again") not in host_steps(journal, "a")
+    assert not any("measuring once more" in line for line in said)
 
 
 # --- 2./3. a failed gate ----------------------------------------------------------------
