@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint clean mutation
+.PHONY: setup demo test lint clean mutation bench-fleet
 
 $(BIN)/tfenv: pyproject.toml
 	@tools/system-packages
@@ -50,6 +50,12 @@ mutation: setup
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children $$(nproc) || true
 	$(BIN)/python tools/mutation-score
+
+# The fleet benchmark: a 30-host scale lab, tfenv beside the one-ssh bound, Ansible
+# and plain pyinfra at 1, 10 and 30 hosts; writes benchmarks/RESULTS.md (about an
+# hour on 2 cores, most of it provisioning 30 hosts; not in CI). ARGS: see --help.
+bench-fleet: setup
+	$(BIN)/python benchmarks/fleet.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants

@@ -249,13 +249,21 @@ def _lab_call(func, *args):
     show_default=True,
     help="SIMULATED GPUs per lab host (0 to 8; the lab has no real ones).",
 )
+@click.option(
+    "--dev-image",
+    type=click.Choice(["tf", "small"]),
+    default="tf",
+    show_default=True,
+    help="tf: the lab TF releases (real TensorFlow, about 1.8 GB). small: a small dev image "
+    "with sshd and a SIMULATED TensorFlow, for a scale lab of many hosts (benchmarks).",
+)
 @lab_options
-def lab_up(hosts: int, images: bool, gpus: int, name: str, directory: str) -> None:
+def lab_up(hosts: int, images: bool, gpus: int, dev_image: str, name: str, directory: str) -> None:
     """Build what is missing and start HOSTS lab hosts, the lab registry and the
     lab's simulators (NVIDIA apt repositories, NFS server). Idempotent."""
     from tfenv.lab import fleet
 
-    state = _lab_call(fleet.up, _lab(name, directory), hosts, images, gpus)
+    state = _lab_call(fleet.up, _lab(name, directory), hosts, images, gpus, dev_image)
     for host in state.hosts:
         click.echo(
             f"{host.name}\tssh -i {state.key} -o UserKnownHostsFile={state.known_hosts} "

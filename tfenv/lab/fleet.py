@@ -274,10 +274,12 @@ def _host_spec(image: str, gpus: int, host_dir: Path, nfs_client: Path) -> tuple
     return digest, options
 
 
-def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState:
+def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2,
+       dev_image: str = "tf") -> LabState:  # fmt: skip
     """Reconcile the lab to ``hosts`` running hosts reachable over SSH, each
     simulating ``gpus`` GPUs; its registry, simulated NVIDIA apt repositories
-    and NFS server; and (with ``images``) the lab TF images (idempotent)."""
+    and NFS server; and (with ``images``) the lab's dev images (idempotent):
+    ``dev_image`` "tf", the TF releases; "small", the scale lab's small image."""
     if hosts < 1:
         raise LabError("--hosts must be at least 1")
     if not 0 <= gpus <= len(BUS_IDS):
@@ -386,7 +388,7 @@ def up(lab: Lab, hosts: int = 3, images: bool = True, gpus: int = 2) -> LabState
     if images:
         from tfenv.lab.tf_images import push_all, write_lab_lock
 
-        locked = push_all(registry, lab.directory)
+        locked = push_all(registry, lab.directory, dev_image)
         write_lab_lock(lab.lock, locked)
         state.lock = str(lab.lock.resolve())
         say(f"    lab image lock: {lab.lock}")

@@ -27,6 +27,10 @@ TF_VERSION = "2.17.1"
 JUPYTERLAB_VERSION = "4.2.5"
 REPOSITORY = "tfenv/tensorflow"
 DEBIAN_REPOSITORY = "tfenv/debian"  # small image for checks (GPU visible in a container)
+# The scale lab's dev image (--dev-image small): sshd and a SIMULATED TensorFlow.
+SMALL_DEV_REPOSITORY = "tfenv/dev-small"
+SMALL_DEV_TAG = "lab"
+DEV_IMAGES = ("tf", "small")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -129,11 +133,23 @@ def ensure_reference_model(base: str, exports: Path, container: str = "dev") -> 
     return target
 
 
-def push_all(registry: LabRegistry, lab_dir: Path) -> dict[str, LockedImage]:
-    """Build (if needed) and push every lab image; return the lock entries by reference."""
-    base = ensure_tf_base()
-    ensure_reference_model(base, lab_dir / "nfs" / "exports")
-    local = {f"{REPOSITORY}:{tag}": image for tag, image in ensure_releases(base).items()}
+def ensure_small_dev() -> str:
+    """``tfenv-lab/dev-small:<hash>``: the scale lab's dev image (seconds to build)."""
+    files = {name: dev_file(name) for name in DEV_FILES}
+    files["lab-stub-tensorflow.py"] = _file("lab-stub-tensorflow.py")
+    return build_image("tfenv-lab/dev-small", _file("dev-small.Dockerfile"), files,
+                       what="the scale lab's small dev image (SIMULATED TensorFlow)")  # fmt: skip
+
+
+def push_all(registry: LabRegistry, lab_dir: Path, dev_image: str = "tf") -> dict[str, LockedImage]:
+    """Build (if needed) and push the lab's images; return the lock entries by reference.
+    ``dev_image`` "tf": the TF releases (real TensorFlow); "small": the small dev image."""
+    if dev_image == "small":
+        local = {f"{SMALL_DEV_REPOSITORY}:{SMALL_DEV_TAG}": ensure_small_dev()}
+    else:
+        base = ensure_tf_base()
+        ensure_reference_model(base, lab_dir / "nfs" / "exports")
+        local = {f"{REPOSITORY}:{tag}": image for tag, image in ensure_releases(base).items()}
     local[f"{DEBIAN_REPOSITORY}:bookworm"] = BASE_IMAGE
     # The push logs in with the lab's own client config, never ~/.docker.
     client_env = {**CLASSIC_BUILD, "DOCKER_CONFIG": str((lab_dir / "docker-client").resolve())}
@@ -166,7 +182,7 @@ def write_lab_lock(path: Path, images: dict[str, LockedImage]) -> None:
     if path.exists():
         current, issues = read_lock(path)
         if not issues:
-            ours = {f"{REPOSITORY}:", f"{DEBIAN_REPOSITORY}:"}
+            ours = {f"{REPOSITORY}:", f"{DEBIAN_REPOSITORY}:", f"{SMALL_DEV_REPOSITORY}:"}
             kept = {ref: image for ref, image in current.images.items()
                     if not any(part in ref for part in ours)}  # fmt: skip
             images = {**kept, **images}

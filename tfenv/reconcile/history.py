@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -183,6 +184,18 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {target}")
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def _writer(state_dir: Path) -> Iterator[sqlite3.Connection]:
     """A connection inside one ``BEGIN IMMEDIATE`` transaction on a current schema;
@@ -194,9 +207,10 @@ def _writer(state_dir: Path) -> Iterator[sqlite3.Connection]:
         conn = _connect(path)
         with contextlib.suppress(OSError):
             path.chmod(0o600)
-        # WAL persists in the file; asking again is cheap. It waits on the busy
-        # timeout while another connection holds a lock.
-        conn.execute("PRAGMA journal_mode = WAL")
+        # WAL persists in the file; asking again is cheap. Switching a new file to
+        # WAL can answer "locked" at once, without the busy timeout, while another
+        # process does the same: retried here within that timeout.
+        _wal(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             _migrate(conn, path)

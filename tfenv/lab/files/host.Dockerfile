@@ -10,6 +10,8 @@ RUN useradd --create-home --shell /bin/bash --uid 1000 tfenv \
 
 # sshd: keys only, no root. The host key and authorized_keys are injected at
 # run time from .lab/hosts/<name>/ so they survive re-creating the container.
+# LogLevel VERBOSE logs each command's session ("Starting session: command"):
+# benchmarks/fleet.py counts remote commands per host from it.
 RUN rm -f /etc/ssh/ssh_host_* \
  && printf '%s\n' \
     'HostKey /etc/ssh/lab/ssh_host_ed25519_key' \
@@ -18,6 +20,7 @@ RUN rm -f /etc/ssh/ssh_host_* \
     'KbdInteractiveAuthentication no' \
     'PermitRootLogin no' \
     'UseDNS no' \
+    'LogLevel VERBOSE' \
     > /etc/ssh/sshd_config.d/tfenv-lab.conf
 
 # Units that make no sense in a container (no consoles, no udev, no kernel clock).

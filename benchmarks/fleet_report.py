@@ -1,0 +1,205 @@
+"""benchmarks/RESULTS.md from benchmarks/fleet.py's figures: one table per N, the
+issue's targets (met or missed, with the numbers), and a projection to 1,000
+hosts from the measured per-host cost. Pure: figures in, Markdown out.
+
+``figures[N][method]`` holds ``wall`` (median s), ``wall_text``, ``cpu`` (median
+CPU s), ``pss`` (peak MiB), ``rss``, ``fds``, ``commands`` ((min, max) per host)
+and ``rcs`` (exit codes seen).
+"""
+
+from __future__ import annotations
+
+import math
+
+FLEET = 1000
+PARALLEL_PER_CPU = 20  # pyinfra's default parallelism: 20 hosts per CPU, at most N
+MEMORY_TARGET_MB = 150  # the issue's target, in MB (10^6 bytes); figures are in MiB
+MIB = 1024 * 1024 / 1e6  # MB per MiB
+
+
+def _commands(entry: dict) -> str:
+    low, high = entry["commands"]
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _ratio(figures: dict, method: str, bound: str) -> float | None:
+    if method not in figures or bound not in figures or not figures[bound]["wall"]:
+        return None
+    return figures[method]["wall"] / figures[bound]["wall"]
+
+
+def table(count: int, figures: dict, titles: dict, bounds: dict) -> list[str]:
+    lines = [
+        f"### N = {count}",
+        "",
+        "| | wall s, median (min-max) | x c) | remote commands / host | CPU s | "
+        "peak memory MiB (PSS, tree) | largest process MiB | fds | exit |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, entry in figures.items():
+        ratio = _ratio(figures, method, bounds.get(method, ""))
+        lines.append(
+            f"| {titles[method]} | {entry['wall_text']} | "
+            f"{'' if ratio is None else f'{ratio:.2f}'} | {_commands(entry)} | "
+            f"{entry['cpu']:.2f} | {entry['pss']:.0f} | {entry['rss']:.0f} | {entry['fds']} | "
+            f"{','.join(map(str, entry['rcs']))} |"
+        )
+    return [*lines, ""]
+
+
+def targets(figures: dict[int, dict]) -> list[tuple[str, bool | None, str]]:
+    """(target, met (None: not measured), the numbers)."""
+    sizes = sorted(figures)
+    out: list[tuple[str, bool | None, str]] = []
+
+    def every(method: str, bound: str, limit: float, what: str) -> None:
+        ratios = {n: _ratio(figures[n], method, bound) for n in sizes}
+        if any(r is None for r in ratios.values()):
+            out.append((what, None, "not measured"))
+            return
+        shown = ", ".join(f"N={n}: {r:.2f}x" for n, r in ratios.items())
+        out.append((what, all(r <= limit for r in ratios.values() if r is not None), shown))
+
+    every("a", "c-read", 1.2, "a) tfenv reconcile <= 1.2x c) at every N")
+    every("b", "c-apply", 2.0, "b) no-op tf_node apply <= 2x c) at every N")
+    top = sizes[-1]
+    big = figures[top]
+    for method, name in (("b", "b) no-op apply"), ("a", "a) reconcile")):
+        if method in big and "d" in big:
+            times = big["d"]["wall"] / big[method]["wall"]
+            out.append(
+                (
+                    f"{name} >= 5x faster than d) Ansible at N={top}",
+                    times >= 5,
+                    f"{times:.1f}x ({big[method]['wall']:.2f} s vs {big['d']['wall']:.2f} s)",
+                )
+            )
+    for method, name in (("b", "b) no-op apply"), ("a", "a) reconcile")):
+        if "e" in big and method in big:
+            ok = all(figures[n][method]["wall"] < figures[n]["e"]["wall"] for n in sizes)
+            shown = ", ".join(f"N={n}: {figures[n][method]['wall']:.2f} s vs "
+                              f"{figures[n]['e']['wall']:.2f} s" for n in sizes)  # fmt: skip
+            out.append((f"{name} faster than e) plain pyinfra at every N", ok, shown))
+    for method, name in (("a", "a) reconcile"), ("b", "b) no-op apply")):
+        if method in big:
+            pss = big[method]["pss"]
+            out.append(
+                (
+                    f"{name}: control peak memory <= {MEMORY_TARGET_MB} MB at N={top}",
+                    pss * MIB <= MEMORY_TARGET_MB,
+                    f"{pss * MIB:.0f} MB = {pss:.0f} MiB (PSS of the process tree)",
+                )
+            )
+    if len(sizes) >= 2:
+        low = sizes[-2]
+        for method, bound in (("a", "c-read"), ("b", "c-apply")):
+            if method in big and bound in big:
+                grew = big[method]["wall"] / figures[low][method]["wall"]
+                bound_grew = big[bound]["wall"] / figures[low][bound]["wall"]
+                out.append(
+                    (
+                        f"{method}) grows from N={low} to N={top} no faster than c)",
+                        grew <= bound_grew * 1.1,
+                        f"x{grew:.2f} vs c) x{bound_grew:.2f} (10% allowed for noise)",
+                    )
+                )
+    return out
+
+
+def projection(figures: dict[int, dict], cpus: int, nofile: int) -> list[str]:
+    """What one control machine handles, from the per-host cost between the two largest N."""
+    sizes = sorted(figures)
+    if len(sizes) < 2 or "a" not in figures[sizes[-1]]:
+        return ["(needs two sizes with a) measured)", ""]
+    low, top = sizes[-2], sizes[-1]
+    lines = [
+        f"Per-host cost, from N={low} to N={top} (the slope, not the average: fixed "
+        "start-up costs drop out):",
+        "",
+        "| | wall s / host | CPU s / host | memory MiB / host | fds / host |",
+        "|---|---|---|---|---|",
+    ]
+    slopes = {}
+    for method in ("a", "b"):
+        if method not in figures[top]:
+            continue
+        a, b = figures[low][method], figures[top][method]
+        span = top - low
+        slope = {key: (b[key] - a[key]) / span for key in ("wall", "cpu", "pss", "fds")}
+        slopes[method] = slope
+        lines.append(f"| {method}) | {slope['wall']:.3f} | {slope['cpu']:.3f} | "
+                     f"{slope['pss']:.2f} | {slope['fds']:.1f} |")  # fmt: skip
+    lines.append("")
+    for method, slope in slopes.items():
+        top_fig = figures[top][method]
+        extra = FLEET - top
+        wall = top_fig["wall"] + extra * max(slope["wall"], 0.0)
+        cpu = top_fig["cpu"] + extra * max(slope["cpu"], 0.0)
+        pss = top_fig["pss"] + extra * max(slope["pss"], 0.0)
+        fds = top_fig["fds"] + extra * max(slope["fds"], 0.0)
+        parallel = min(PARALLEL_PER_CPU * cpus, FLEET)
+        shards_memory = math.ceil(pss / 1024 / 4)  # a 4 GiB budget per run
+        lines += [
+            f"**{method}) at {FLEET} hosts on this machine ({cpus} CPUs):** about "
+            f"{wall / 60:.1f} min wall ({top_fig['wall']:.1f} s at N={top} + {extra} x "
+            f"{max(slope['wall'], 0):.3f} s), {cpu / 60:.1f} CPU min (so at least "
+            f"{cpu / cpus / 60:.1f} min on {cpus} CPUs: the control side is CPU-bound), "
+            f"{pss:.0f} MiB memory, {fds:.0f} open files (limit here: {nofile}); pyinfra "
+            f"keeps {parallel} SSH connections open at once (20 per CPU).",
+            "",
+        ]
+        if method == "a":
+            window = 30 * 60
+            per_shard = max(1, int(window / max(cpu / FLEET / cpus, 1e-6)))
+            shards = max(1, math.ceil(FLEET / per_shard), shards_memory)
+            lines += [
+                f"Sharding `tfenv reconcile --shard K/N`: one shard should finish in a "
+                f"30-minute window. At {cpu / FLEET:.3f} CPU s per host on {cpus} CPUs, one "
+                f"control machine checks about {per_shard} hosts in 30 min, so "
+                f"{FLEET} hosts need {shards} shard(s) on a machine like this one "
+                f"(ceil({FLEET} / {per_shard})); memory ({pss:.0f} MiB) is not the limit "
+                "below a few thousand hosts. With more CPUs per control machine, divide "
+                "the CPU time by its CPU count.",
+                "",
+            ]
+    return lines
+
+
+def render(figures: dict[int, dict], titles: dict, bounds: dict, *, machine: str, load: str,
+           rounds: int, warmup: int, elapsed: float, when: str, cpus: int | None = None,
+           nofile: int | None = None) -> str:  # fmt: skip
+    import os
+    import resource
+
+    cpus = cpus or os.cpu_count() or 1
+    nofile = nofile or resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    lines = [
+        "# Fleet benchmark: results",
+        "",
+        "Written by `make bench-fleet` (`benchmarks/fleet.py`; what each case runs is in its",
+        "docstring). Figures, not tests: re-run it to get this machine's.",
+        "",
+        f"- When: {when}; the whole run took {elapsed / 60:.0f} min.",
+        f"- Machine: {machine}.",
+        f"- Load when it ended: {load}. Every lab host, the registry and the control side",
+        "  share these CPUs: absolute seconds are this machine's, the ratios travel better.",
+        f"- Rounds: {warmup} warm-up, then {rounds} counted, the cases interleaved (each",
+        "  round starts with the next case) so drifting load hits all alike.",
+        "- Remote commands per host: counted on the hosts, from sshd's log (LogLevel",
+        '  VERBOSE: one "Starting session" per command or file transfer), in one run',
+        "  of each case. Memory: the peak PSS of the control side's whole process tree",
+        "  (sampled every 0.1 s; Ansible's forks and ssh helpers included); CPU: the",
+        "  tree's user + system seconds.",
+        "",
+        "## Figures",
+        "",
+    ]
+    for count in sorted(figures):
+        lines += table(count, figures[count], titles, bounds)
+    lines += ["## Targets", "", "| target | met | figures |", "|---|---|---|"]
+    for what, met, shown in targets(figures):
+        mark = {True: "yes", False: "**missed**", None: "not measured"}[met]
+        lines.append(f"| {what} | {mark} | {shown} |")
+    lines += ["", "## Projection to 1,000 hosts", ""]
+    lines += projection(figures, cpus, nofile)
+    return "\n".join(lines) + "\n"
