@@ -284,13 +284,21 @@ def provision(bench: Bench, count: int) -> None:
                         f"started (log: {log})")  # fmt: skip
         text = log.read_text(errors="replace")
         if proc.returncode != 0:
-            raise SystemExit(f"provisioning failed (exit {proc.returncode}); see {log}:\n"
-                             + text[-3000:])  # fmt: skip
-        unchanged = len(re.findall(r"\] No changes", text))
-        if unchanged >= count:
-            say(f"    a run changed nothing on all {count} host(s): provisioned")
+            failed = sorted(set(re.findall(r"\[(\S+?)\]\s+Error", text)))
+            say(f"    run {attempt} failed on {', '.join(failed) or '?'} (exit {proc.returncode}; "
+                f"see {log}); running it again, as a user would")  # fmt: skip
+            continue
+        check = subprocess.run([sys.executable, "-c", "from tfenv.cli import main; main()",
+                                "reconcile", inventory, "--quiet", "--state-dir",
+                                str(WORK / "provision-check")], cwd=REPO, env=bench.env,
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        if check.returncode == 0:
+            say(f"    tfenv reconcile: no drift on any of the {count} host(s): provisioned")
             return
-    raise SystemExit(f"tf_node still changes something after 3 runs; see {WORK}/provision-3.log")
+        say(f"    tfenv reconcile exit {check.returncode} after run {attempt}: "
+            f"{(check.stdout + check.stderr).strip()[-300:]}")  # fmt: skip
+    raise SystemExit(f"tf_node still fails or changes something after 3 runs; see "
+                     f"{WORK}/provision-3.log")  # fmt: skip
 
 
 def read_declared(bench: Bench) -> dict:

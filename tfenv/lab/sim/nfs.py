@@ -19,7 +19,8 @@ from tfenv.lab.service import Found, ensure_service
 ALIAS = "nfs.lab.test"
 EXPORTS = ("/export/checkpoints",)
 DOCKERFILE = """\
-# SIMULATED NFS server (tfenv lab): sftp over sshd, root by key only.
+# SIMULATED NFS server (tfenv lab): sftp over sshd, root by key only. A whole
+# scale lab mounts at once: sshd's default MaxStartups (10) would drop some.
 FROM tfenv-lab/base:bookworm
 RUN rm -f /etc/ssh/ssh_host_* \\
  && printf '%s\\n' \\
@@ -29,6 +30,7 @@ RUN rm -f /etc/ssh/ssh_host_* \\
     'PasswordAuthentication no' \\
     'KbdInteractiveAuthentication no' \\
     'UseDNS no' \\
+    'MaxStartups 200' \\
     > /etc/ssh/sshd_config.d/lab-nfs.conf
 EXPOSE 22
 CMD ["/bin/sh", "-c", "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e"]
