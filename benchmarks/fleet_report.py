@@ -165,6 +165,26 @@ def projection(figures: dict[int, dict], cpus: int, nofile: int) -> list[str]:
     return lines
 
 
+RTTS_MS = (1, 20)  # a rack's network; another region's
+
+
+def round_trips(figures: dict, titles: dict) -> list[str]:
+    """What each case's remote commands would add on a network (the lab's are loopback)."""
+    lines = [
+        "The lab's SSH runs over loopback, where a round trip costs next to nothing. On a",
+        "network each remote command costs at least one (a host's commands run one after",
+        "another; hosts run in parallel), so a run takes at least this much longer:",
+        "",
+        "| | remote commands / host | " + " | ".join(f"+ s at {r} ms RTT" for r in RTTS_MS) + " |",
+        "|---|---|" + "---|" * len(RTTS_MS),
+    ]
+    for method, entry in figures.items():
+        high = entry["commands"][1]
+        extra = " | ".join(f"{high * rtt / 1000:.2f}" for rtt in RTTS_MS)
+        lines.append(f"| {titles[method]} | {_commands(entry)} | {extra} |")
+    return [*lines, ""]
+
+
 def render(figures: dict[int, dict], titles: dict, bounds: dict, *, machine: str, load: str,
            rounds: int, warmup: int, elapsed: float, when: str, cpus: int | None = None,
            nofile: int | None = None) -> str:  # fmt: skip
@@ -184,12 +204,14 @@ def render(figures: dict[int, dict], titles: dict, bounds: dict, *, machine: str
         f"- Load when it ended: {load}. Every lab host, the registry and the control side",
         "  share these CPUs: absolute seconds are this machine's, the ratios travel better.",
         f"- Rounds: {warmup} warm-up, then {rounds} counted, the cases interleaved (each",
-        "  round starts with the next case) so drifting load hits all alike.",
+        "  round starts with the next case) so drifting load hits all alike. A case",
+        "  whose warm-up ran longer than --slow-after is counted in fewer rounds at",
+        "  that N (`n=` in its row says how many).",
         "- Remote commands per host: counted on the hosts, from sshd's log (LogLevel",
-        '  VERBOSE: one "Starting session" per command or file transfer), in one run',
-        "  of each case. Memory: the peak PSS of the control side's whole process tree",
-        "  (sampled every 0.1 s; Ansible's forks and ssh helpers included); CPU: the",
-        "  tree's user + system seconds.",
+        '  VERBOSE: one "Starting session" per command or file transfer), in each',
+        "  case's first run (its warm-up). Memory: the peak PSS of the control side's",
+        "  whole process tree (sampled every 0.1 s; Ansible's forks and ssh helpers",
+        "  included); CPU: the tree's user + system seconds.",
         "",
         "## Figures",
         "",
@@ -200,6 +222,8 @@ def render(figures: dict[int, dict], titles: dict, bounds: dict, *, machine: str
     for what, met, shown in targets(figures):
         mark = {True: "yes", False: "**missed**", None: "not measured"}[met]
         lines.append(f"| {what} | {mark} | {shown} |")
-    lines += ["", "## Projection to 1,000 hosts", ""]
+    lines += ["", "## Round trips on a real network", ""]
+    lines += round_trips(figures[max(figures)], titles)
+    lines += ["## Projection to 1,000 hosts", ""]
     lines += projection(figures, cpus, nofile)
     return "\n".join(lines) + "\n"

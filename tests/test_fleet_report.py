@@ -328,3 +328,11 @@ def test_render_marks_missed_and_not_measured_targets() -> None:
     text = render(figures)
     assert f"| {A_TARGET} | **missed** | N=10: 1.10x, N=30: 1.50x |" in text
     assert f"| {B_TARGET} | not measured | not measured |" in text
+
+
+def test_round_trips_multiplies_the_most_commands_by_each_rtt() -> None:
+    figures = {30: {"b": {"commands": (3, 3)}, "d": {"commands": (80, 86)}}}
+    lines = fleet_report.round_trips(figures[30], {"b": "b) tfenv", "d": "d) Ansible"})
+    # b: 3 x 1 ms = 0.003 s, 3 x 20 ms = 0.06 s; d: 86 x 1 ms = 0.086, 86 x 20 ms = 1.72
+    assert "| b) tfenv | 3 | 0.00 | 0.06 |" in lines
+    assert "| d) Ansible | 80-86 | 0.09 | 1.72 |" in lines

@@ -30,7 +30,6 @@ DEBIAN_REPOSITORY = "tfenv/debian"  # small image for checks (GPU visible in a c
 # The scale lab's dev image (--dev-image small): sshd and a SIMULATED TensorFlow.
 SMALL_DEV_REPOSITORY = "tfenv/dev-small"
 SMALL_DEV_TAG = "lab"
-DEV_IMAGES = ("tf", "small")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
