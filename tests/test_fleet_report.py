@@ -214,7 +214,8 @@ def two_sizes() -> dict[int, dict]:
 
 def test_projection_slope_between_two_largest_sizes() -> None:
     figures = two_sizes()
-    # A smaller N with other costs: the slope uses N=10 and N=30 only.
+    # A smaller N with other costs: the slope uses N=10 and N=30 only; one host's
+    # time comes from the smallest N (100 s here).
     figures[1] = {"a": entry(100.0, cpu=100.0, pss=500.0, fds=500)}
     lines = fleet_report.projection(figures, cpus=4, nofile=1024)
     assert lines[0].startswith("Per-host cost, from N=10 to N=30 ")
@@ -222,13 +223,17 @@ def test_projection_slope_between_two_largest_sizes() -> None:
     assert "| a) | 0.100 | 0.150 | 0.50 | 1.0 |" in lines
     assert not any(line.startswith("| b) |") for line in lines)
     text = "\n".join(lines)
-    # wall 6 + 970 x 0.1 = 103 s; CPU 5 + 970 x 0.15 = 150.5 s; 70 + 485 MiB; 40 + 970 fds.
+    # CPU 5 + 970 x 0.15 = 150.5 s = 2.5 min, /4 CPUs = 0.6 min; 70 + 485 MiB; 40 + 970 fds.
     assert (
-        "**a) at 1000 hosts on this machine (4 CPUs):** about 1.7 min wall "
-        "(6.0 s at N=30 + 970 x 0.100 s), 2.5 CPU min (so at least 0.6 min on 4 CPUs"
+        "**a) at 1000 hosts, one control machine like this one (4 CPUs):** control-side "
+        "CPU 2.5 CPU min (0.6 min on 4 CPUs); memory 555 MiB; 1010 open files"
     ) in text
-    assert "555 MiB memory, 1010 open files (limit here: 1024)" in text
-    assert "keeps 80 SSH connections open at once" in text
+    assert "here it is 1024" in text and "80 hosts worked at once" in text
+    # lab wall 6 + 970 x 0.1 = 103 s = 1.7 min; real fleet: ceil(1000/80) = 13 x 100 s.
+    assert "(0.100 s/host, 1.7 min at 1000)" in text
+    assert "(100.00 s at N=1: 21.7 min): about 21.7 min." in text
+    # by CPU int(1800 x 4 / 0.1505) = 47840; by latency int(1800 / 100 x 80) = 1440.
+    assert "min(47840 by CPU, 1440 by latency) = 1440 hosts, so 1000 hosts need 1 shard(s)" in text
 
 
 def test_projection_negative_slope_is_clamped_to_zero() -> None:
@@ -240,8 +245,8 @@ def test_projection_negative_slope_is_clamped_to_zero() -> None:
     assert "| a) | -0.100 | 0.000 | 0.00 | 0.0 |" in lines
     assert "| b) | 0.100 | 0.100 | 0.00 | 0.0 |" in lines
     text = "\n".join(lines)
-    assert "about 0.1 min wall (6.0 s at N=30 + 970 x 0.000 s)" in text
-    assert "about 1.7 min wall (5.0 s at N=30 + 970 x 0.100 s)" in text
+    assert "(0.000 s/host, 0.1 min at 1000)" in text  # 6 s + 970 x 0
+    assert "(0.100 s/host, 1.7 min at 1000)" in text  # 5 s + 970 x 0.1 = 102 s
     # Sharding is said for a) only.
     assert text.count("Sharding") == 1
 
@@ -251,26 +256,24 @@ def test_projection_shards_from_cpu() -> None:
         10: {"a": entry(4.0, cpu=10.0)},
         30: {"a": entry(6.0, cpu=90.0)},
     }
-    # CPU at 1000 hosts: 90 + 970 x 4 = 3970 s, 3.970 s per host; on 2 CPUs 1.985 s
-    # per host, so int(1800 / 1.985) = 906 hosts in 30 min: ceil(1000 / 906) = 2.
+    # CPU at 1000 hosts: 90 + 970 x 4 = 3970 s, 3.97 s per host: on 2 CPUs
+    # int(3600 / 3.97) = 906 hosts in 30 min; by latency int(1800 / 4 x 40) = 18000.
     text = "\n".join(fleet_report.projection(figures, cpus=2, nofile=1024))
-    assert "At 3.970 CPU s per host on 2 CPUs" in text
-    assert "checks about 906 hosts in 30 min, so 1000 hosts need 2 shard(s)" in text
+    assert "min(906 by CPU, 18000 by latency) = 906 hosts, so 1000 hosts need 2 shard(s)" in text
     assert "(ceil(1000 / 906))" in text
-    # One CPU: int(1800 / 3.97) = 453, ceil(1000 / 453) = 3.
+    # One CPU: int(1800 / 3.97) = 453 and int(1800 / 4 x 20) = 9000: ceil(1000 / 453) = 3.
     text = "\n".join(fleet_report.projection(figures, cpus=1, nofile=1024))
-    assert "checks about 453 hosts in 30 min, so 1000 hosts need 3 shard(s)" in text
+    assert "min(453 by CPU, 9000 by latency) = 453 hosts, so 1000 hosts need 3 shard(s)" in text
 
 
-def test_projection_shards_from_memory() -> None:
+def test_projection_shards_from_latency() -> None:
     figures = {
-        10: {"a": entry(4.0, cpu=1.0, pss=100.0)},
-        30: {"a": entry(6.0, cpu=1.0, pss=300.0)},
+        10: {"a": entry(1000.0, cpu=1.0)},
+        30: {"a": entry(1200.0, cpu=1.0)},
     }
-    # CPU: one shard; memory 300 + 970 x 10 = 10000 MiB: ceil(10000 / 4096) = 3.
+    # One host takes 1000 s: int(1800 / 1000 x 80) = 144 hosts per window, ceil(1000/144) = 7.
     text = "\n".join(fleet_report.projection(figures, cpus=4, nofile=1024))
-    assert "so 1000 hosts need 3 shard(s)" in text
-    assert "10000 MiB memory" in text
+    assert "by CPU, 144 by latency) = 144 hosts, so 1000 hosts need 7 shard(s)" in text
 
 
 def test_projection_needs_two_sizes_with_a() -> None:
@@ -316,7 +319,7 @@ def test_render_sections_in_order_and_sizes_ascending() -> None:
     assert positions == sorted(positions)
     assert "- When: 2024-01-01 00:00 UTC; the whole run took 10 min." in text
     assert "(4 CPUs)" in text
-    assert "(limit here: 1024)" in text
+    assert "here it is 1024" in text
     assert "**missed**" not in text
     assert f"| {A_TARGET} | yes | N=1: 1.10x, N=10: 1.10x, N=30: 1.10x |" in text
 
