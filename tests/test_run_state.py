@@ -74,3 +74,27 @@ def test_the_gpu_container_check_is_not_run_when_nothing_changed(monkeypatch) ->
     with ctx_state.use(state), ctx_host.use(host):
         assert list(gpu_check.gpus_in_container._inner(image="x@sha256:1", gpu_count=2)) == []
     assert host.noop_description == "not run: nothing changed"
+
+
+def _gpu_check_says(monkeypatch: pytest.MonkeyPatch, fact: dict) -> str:
+    state = FakeState()
+    state.is_executing = True
+    host = create_host(state, name="gpu1")
+    monkeypatch.setattr(gpu_check, "deep_checks", lambda _host: (True, "asked"))
+    host.get_fact = lambda *a, **k: fact
+    with ctx_state.use(state), ctx_host.use(host):
+        commands = list(gpu_check.gpus_in_container._inner(image="x@sha256:1", gpu_count=2))
+    assert len(commands) == 1
+    return commands[0].args[0]  # the message fail_host reports
+
+
+def test_a_docker_daemon_that_never_came_back_is_named_not_the_toolkit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    down = "docker: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the "
+    said = _gpu_check_says(monkeypatch, {"rc": 125, "lines": [down + "docker daemon running?."]})
+    assert "Docker does not answer on this host (waited 60 s)" in said
+    assert "systemctl status docker" in said and "toolkit" not in said
+
+
+def test_too_few_gpus_in_a_container_point_at_the_toolkit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    said = _gpu_check_says(monkeypatch, {"rc": 0, "lines": ["GPU 0: NVIDIA H100 (UUID: GPU-1)"]})
+    assert "listed 1 of 2" in said and "Check the container toolkit" in said

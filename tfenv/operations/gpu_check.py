@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
+from tfenv.containers.docker_up import NO_DAEMON, docker_down_message
 from tfenv.facts.gpu import GpuInContainer
 from tfenv.operations.failure import fail_host
 from tfenv.operations.run_state import deep_checks
@@ -44,6 +45,9 @@ def gpus_in_container(image: str, gpu_count: int | None = None):
         host.noop(f"{len(listed)} GPU(s) visible inside a container")
         return
     said = next(iter(result["lines"]), f"exit status {result['rc']}")
+    if NO_DAEMON in said:  # dockerd went down and did not come back: not the toolkit
+        yield fail_host(f"the GPU check in a container could not run: {docker_down_message()}")
+        return
     yield fail_host(
         f"a container does not see the GPUs: `docker run --gpus all {image} nvidia-smi -L` "
         f"listed {len(listed)} of {expected} ({said[:300]}). Check the container toolkit "
