@@ -87,7 +87,6 @@ from pathlib import Path
 from tfenv.lab.fleet import current_state
 
 _state = current_state()
-_hosts = {{h.name: h for h in _state.hosts}}
 _registry = _state.registry["host"]
 _containers = {{
     "dev": {{
@@ -101,15 +100,7 @@ _containers = {{
 }}
 lab = [
     (name, {{
-        "ssh_hostname": "127.0.0.1",
-        "ssh_port": _hosts[name].port,
-        "ssh_user": _state.user,
-        "ssh_key": _state.key,
-        "ssh_known_hosts_file": _state.known_hosts,
-        "ssh_strict_host_key_checking": "yes",
-        "_sudo": True,
-        "containers": _containers,
-        "nvidia_driver": {driver!r},
+        **_state.ssh_data(name), "containers": _containers, "nvidia_driver": {driver!r},
     }})
     for name in {names!r}
 ]

@@ -18,19 +18,7 @@ except LabError as _error:  # no lab: say so in one line (pyinfra would show a t
     raise SystemExit(f"inventories/lab.py: {_error}") from None
 
 lab = [
-    (
-        _host.name,
-        {
-            "ssh_hostname": "127.0.0.1",
-            "ssh_port": _host.port,
-            "ssh_user": _state.user,
-            "ssh_key": _state.key,
-            "ssh_known_hosts_file": _state.known_hosts,
-            "ssh_strict_host_key_checking": "yes",
-            "_sudo": True,
-            "lab_docker_name": _host.container,
-        },
-    )
+    (_host.name, {**_state.ssh_data(_host.name), "lab_docker_name": _host.container})
     for _host in _state.hosts
 ]
 

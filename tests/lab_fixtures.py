@@ -147,19 +147,8 @@ _driver = {{}}
 if {reboots!r} > 1:
     _declared = runpy.run_path({group_data!r})["nvidia_driver"]
     _driver = {{"nvidia_driver": {{**_declared, "reboot_max_parallel": {reboots!r}}}}}
-_hosts = {{h.name: h for h in _state.hosts}}
 lab = [
-    (name, {{
-        "ssh_hostname": "127.0.0.1",
-        "ssh_port": _hosts[name].port,
-        "ssh_user": _state.user,
-        "ssh_key": _state.key,
-        "ssh_known_hosts_file": _state.known_hosts,
-        "ssh_strict_host_key_checking": "yes",
-        "_sudo": True,
-        "image_lock": {lock!r},
-        **_driver,
-    }})
+    (name, {{**_state.ssh_data(name), "image_lock": {lock!r}, **_driver}})
     for name in {names!r}
 ]
 canary = [{canary!r}]

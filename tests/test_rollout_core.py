@@ -344,6 +344,46 @@ def test_p99_bound_is_inclusive() -> None:
     assert failed(metric_gates(metrics(), metrics(p99_ms=30.01), LIMITS)) == ["p99"]
 
 
+CPU_RELATIVE = CanaryGates(p99_cpu_relative=True)
+
+
+def test_a_host_three_times_slower_for_the_new_reading_does_not_fail_a_good_image() -> None:
+    # The whole host (a busy hypervisor) was 3x slower: so were p99 and cpu_ms.
+    slower = metrics(p99_ms=60.0, cpu_ms=3.0)
+    assert failed(metric_gates(metrics(cpu_ms=1.0), slower, LIMITS)) == ["p99"]  # the default
+    gates = metric_gates(metrics(cpu_ms=1.0), slower, CPU_RELATIVE)
+    assert failed(gates) == []
+    p99 = next(g for g in gates if g.name == "p99")
+    assert p99.numbers["new_at_baseline_cpu_ms"] == 20.0
+    assert (p99.numbers["cpu_ms_new"], p99.numbers["cpu_ms_baseline"]) == (3.0, 1.0)
+    assert "20.00 ms at the baseline's CPU speed (60.00 ms measured, CPU x3.00 as slow)" in (
+        p99.detail
+    )
+
+
+def test_a_regression_read_on_a_quieter_host_than_its_baseline_still_fails() -> None:
+    # Baseline read while the host was 3x slower (60 ms); the new image is 2x slower
+    # but read on a quiet host (40 ms): only the CPU-relative gate sees it.
+    baseline, new = metrics(p99_ms=60.0, cpu_ms=3.0), metrics(p99_ms=40.0, cpu_ms=1.0)
+    assert failed(metric_gates(baseline, new, LIMITS)) == []
+    gates = metric_gates(baseline, new, CPU_RELATIVE)
+    assert failed(gates) == ["p99"]
+    assert next(g for g in gates if g.name == "p99").numbers["new_at_baseline_cpu_ms"] == 120.0
+
+
+def test_cpu_relative_needs_cpu_ms_on_both_sides() -> None:
+    # A custom probe without cpu_ms (or an older baseline): plain p99 comparison.
+    for baseline, new in ((metrics(), metrics(cpu_ms=3.0)), (metrics(cpu_ms=1.0), metrics())):
+        gates = metric_gates(baseline, new | {"p99_ms": 40.0}, CPU_RELATIVE)
+        p99 = next(g for g in gates if g.name == "p99")
+        assert p99.passed is False and "new_at_baseline_cpu_ms" not in p99.numbers
+    assert CanaryGates().p99_cpu_relative is False
+
+
+def test_the_probe_times_a_fixed_cpu_work() -> None:
+    assert probe_script.cpu_work() == probe_script.cpu_work()  # the same work every time
+
+
 def test_a_drifting_output_fails_only_the_kl_gate() -> None:
     gates = metric_gates(metrics(), metrics(outputs=[0.1, 0.7, 0.2]), LIMITS)
     assert failed(gates) == ["kl-divergence"]

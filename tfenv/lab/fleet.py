@@ -95,6 +95,23 @@ class LabState:
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
+    def ssh_data(self, name: str) -> dict[str, str | int | bool]:
+        """How pyinfra reaches lab host ``name``: over SSH on 127.0.0.1, strict host
+        keys against the lab's own known_hosts, the non-root deploy user with sudo
+        (the host data every lab inventory starts from)."""
+        host = next((h for h in self.hosts if h.name == name), None)
+        if host is None:
+            raise LabError(f"the lab has no host {name!r} (it has {len(self.hosts)})")
+        return {
+            "ssh_hostname": "127.0.0.1",
+            "ssh_port": host.port,
+            "ssh_user": self.user,
+            "ssh_key": self.key,
+            "ssh_known_hosts_file": self.known_hosts,
+            "ssh_strict_host_key_checking": "yes",
+            "_sudo": True,
+        }
+
 
 def current_state(required: bool = True) -> LabState | None:
     """The running lab's state, for the lab inventory (``required``) and its data file

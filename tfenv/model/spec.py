@@ -341,6 +341,12 @@ class CanaryGates(Strict):
     baseline measured on the old one, on the same host."""
 
     p99_factor: float = Field(default=1.5, ge=1.0, le=100.0)
+    # Compare p99 at equal CPU speed: each reading scaled by the probe's cpu_ms (a
+    # fixed piece of CPU work timed beside the model). For models that run on the
+    # CPU of hosts that share it (VMs on a busy hypervisor, the lab), where the
+    # whole host is sometimes several times slower for minutes; not for GPU-bound
+    # models, whose latency does not follow the CPU's.
+    p99_cpu_relative: bool = False
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     kl_divergence: float = Field(default=0.05, ge=0.0, le=100.0)
     gpu_memory_factor: float = Field(default=1.2, ge=1.0, le=100.0)

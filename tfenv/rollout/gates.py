@@ -91,6 +91,42 @@ def health_gates(check: dict, gpus: int | None, jupyter: bool) -> list[Gate]:
     return gates
 
 
+def _p99_gate(baseline: dict, new: dict, limits: CanaryGates) -> Gate:
+    old_p99, new_p99 = float(baseline["p99_ms"]), float(new["p99_ms"])
+    numbers = {
+        "new_ms": new_p99,
+        "baseline_ms": old_p99,
+        "p50_new_ms": new.get("p50_ms"),
+        "p50_baseline_ms": baseline.get("p50_ms"),
+        "factor": limits.p99_factor,
+    }
+    old_cpu, new_cpu = baseline.get("cpu_ms"), new.get("cpu_ms")
+    if limits.p99_cpu_relative and old_cpu and new_cpu:
+        # The host's CPU was new_cpu/old_cpu times slower for the new reading than
+        # for the baseline: the new p99 at the baseline's CPU speed is compared.
+        speed = float(new_cpu) / float(old_cpu)
+        scaled = new_p99 / speed
+        bound = old_p99 * limits.p99_factor
+        numbers.update({"cpu_ms_new": new_cpu, "cpu_ms_baseline": old_cpu,
+                        "new_at_baseline_cpu_ms": round(scaled, 4)})  # fmt: skip
+        return Gate(
+            "p99",
+            scaled <= bound,
+            f"{scaled:.2f} ms at the baseline's CPU speed ({new_p99:.2f} ms measured, CPU "
+            f"x{speed:.2f} as slow) vs baseline {old_p99:.2f} ms (limit x{limits.p99_factor}: "
+            f"{bound:.2f} ms)",
+            numbers,
+        )
+    bound = old_p99 * limits.p99_factor
+    return Gate(
+        "p99",
+        new_p99 <= bound,
+        f"{new_p99:.2f} ms vs baseline {old_p99:.2f} ms (limit x{limits.p99_factor}: "
+        f"{bound:.2f} ms)",
+        numbers,
+    )
+
+
 def metric_gates(baseline: dict | None, new: dict | None, limits: CanaryGates) -> list[Gate]:
     """The probe's numbers on the new container against the baseline on the old one."""
     if baseline is None or new is None:
@@ -120,22 +156,7 @@ def metric_gates(baseline: dict | None, new: dict | None, limits: CanaryGates) -
     if old_p99 is None or new_p99 is None:
         gates.append(Gate("p99", False if new_p99 is None else None, "no latency measured"))
     else:
-        bound = old_p99 * limits.p99_factor
-        gates.append(
-            Gate(
-                "p99",
-                new_p99 <= bound,
-                f"{new_p99:.2f} ms vs baseline {old_p99:.2f} ms (limit x{limits.p99_factor}: "
-                f"{bound:.2f} ms)",
-                {
-                    "new_ms": new_p99,
-                    "baseline_ms": old_p99,
-                    "p50_new_ms": new.get("p50_ms"),
-                    "p50_baseline_ms": baseline.get("p50_ms"),
-                    "factor": limits.p99_factor,
-                },
-            )
-        )
+        gates.append(_p99_gate(baseline, new, limits))
     old_out, new_out = baseline.get("outputs"), new.get("outputs")
     if not old_out or not new_out or len(old_out) != len(new_out):
         gates.append(

@@ -7,10 +7,12 @@ signature), calls it INFERENCES times on fixed inputs (the same on every run,
 every host, every image), and prints one line::
 
     TFENV-METRICS {"p50_ms": .., "p99_ms": .., "errors": .., "inferences": ..,
-                   "gpu_memory_mib": .., "outputs": [..]}
+                   "cpu_ms": .., "gpu_memory_mib": .., "outputs": [..]}
 
 ``outputs`` is the mean of the first output over the batch: for a classifier,
 its mean class distribution, which the KL gate compares with the baseline.
+``cpu_ms`` times a fixed piece of CPU work between inferences: how fast this
+host's CPU was for the probe (a gate may compare p99 relative to it).
 The container's Python and TensorFlow run it; nothing here is imported by
 tfenv itself except to read this file's text (and its tests call the pure
 helpers). Standard library only at import time.
@@ -28,6 +30,8 @@ BATCH = 8
 WARMUP = 10
 ROUNDS = 10  # p50/p99 are those of the best round: noise comes and goes, a regression stays
 SEED = 20261127
+CPU_WORK_EVERY = 5  # inferences between two timings of cpu_work()
+CPU_WORK_STEPS = 20000
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -35,6 +39,15 @@ def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(share * len(ordered)))
     return ordered[rank - 1]
+
+
+def cpu_work() -> int:
+    """A fixed piece of single-threaded CPU work (about a millisecond), timed beside the
+    model: how fast the host's CPU is for this container right now (``cpu_ms``)."""
+    value = 1
+    for _ in range(CPU_WORK_STEPS):
+        value = (value * 31 + 7) % 1_000_003
+    return value
 
 
 def gpu_memory_mib() -> float | None:
@@ -81,8 +94,12 @@ def main(argv: list[str]) -> int:
         result["error"] = f"{type(exc).__name__}: {exc}"[:300]
         print("TFENV-METRICS " + json.dumps(result))
         return 0
-    latencies, total = [], None
-    for _ in range(count):
+    latencies, cpu, total = [], [], None
+    for index in range(count):
+        if index % CPU_WORK_EVERY == 0:
+            start = time.perf_counter()
+            cpu_work()
+            cpu.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
         try:
             outputs = function(**inputs)
@@ -98,6 +115,10 @@ def main(argv: list[str]) -> int:
         rounds = [latencies[i : i + size] for i in range(0, len(latencies), size)][:ROUNDS]
         for key, share in (("p50_ms", 0.50), ("p99_ms", 0.99)):
             result[key] = round(min(percentile(r, share) for r in rounds), 4)
+    if cpu:  # the same statistic as p50: the median of the best round
+        size = max(1, len(cpu) // ROUNDS)
+        rounds = [cpu[i : i + size] for i in range(0, len(cpu), size)][:ROUNDS]
+        result["cpu_ms"] = round(min(percentile(r, 0.50) for r in rounds), 4)
     if total is not None:
         result["outputs"] = [round(float(v) / len(latencies), 8) for v in total]
     result["gpu_memory_mib"] = gpu_memory_mib()
