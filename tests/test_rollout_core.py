@@ -384,6 +384,14 @@ def test_the_probe_times_a_fixed_cpu_work() -> None:
     assert probe_script.cpu_work() == probe_script.cpu_work()  # the same work every time
 
 
+def test_the_best_round_leaves_a_noisy_moment_out() -> None:
+    quiet, noisy = [1.0] * 9 + [2.0], [5.0] * 10
+    values = noisy + quiet + noisy + [3.0] * 70  # 100 values: ten rounds of ten
+    assert probe_script.best_round(values, 0.50) == 1.0
+    assert probe_script.best_round(values, 0.99) == 2.0  # the quiet round's worst
+    assert probe_script.best_round([4.0, 2.0], 0.50) == 2.0  # fewer values than rounds
+
+
 def test_a_drifting_output_fails_only_the_kl_gate() -> None:
     gates = metric_gates(metrics(), metrics(outputs=[0.1, 0.7, 0.2]), LIMITS)
     assert failed(gates) == ["kl-divergence"]

@@ -41,6 +41,13 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[rank - 1]
 
 
+def best_round(values: list[float], share: float) -> float:
+    """The ``share`` percentile of the best of ROUNDS consecutive rounds of ``values``."""
+    size = max(1, len(values) // ROUNDS)
+    rounds = [values[i : i + size] for i in range(0, len(values), size)][:ROUNDS]
+    return round(min(percentile(r, share) for r in rounds), 4)
+
+
 def cpu_work() -> int:
     """A fixed piece of single-threaded CPU work (about a millisecond), timed beside the
     model: how fast the host's CPU is for this container right now (``cpu_ms``)."""
@@ -111,14 +118,10 @@ def main(argv: list[str]) -> int:
         mean = first.reshape(-1, first.shape[-1]).mean(axis=0)
         total = mean if total is None else total + mean
     if latencies:
-        size = max(1, len(latencies) // ROUNDS)
-        rounds = [latencies[i : i + size] for i in range(0, len(latencies), size)][:ROUNDS]
-        for key, share in (("p50_ms", 0.50), ("p99_ms", 0.99)):
-            result[key] = round(min(percentile(r, share) for r in rounds), 4)
+        result["p50_ms"] = best_round(latencies, 0.50)
+        result["p99_ms"] = best_round(latencies, 0.99)
     if cpu:  # the same statistic as p50: the median of the best round
-        size = max(1, len(cpu) // ROUNDS)
-        rounds = [cpu[i : i + size] for i in range(0, len(cpu), size)][:ROUNDS]
-        result["cpu_ms"] = round(min(percentile(r, 0.50) for r in rounds), 4)
+        result["cpu_ms"] = best_round(cpu, 0.50)
     if total is not None:
         result["outputs"] = [round(float(v) / len(latencies), 8) for v in total]
     result["gpu_memory_mib"] = gpu_memory_mib()
