@@ -96,9 +96,9 @@ if _state is not None and _state.lock:
             "checkpoints": {"nfs": "checkpoints", "path": "/checkpoints"},
             # The lab's TensorFlow runs on this machine's shared CPUs (a VM whose
             # whole CPU is at times three times slower for minutes): rollouts
-            # compare p99 at equal CPU speed. Five hosts sharing 2 cores still
-            # read up to x2.3 between two images that differ in nothing, and
-            # lab4-slow reads x7.5-8: the lab's limit is x4, between the two.
-            "canary": {"gates": {"p99_cpu_relative": True, "p99_factor": 4.0}},
+            # compare p99 at equal CPU speed. Five hosts sharing 2 cores (one of
+            # them booting) add tail noise of about x1.5 even so: the lab allows
+            # x2.5 (lab4-slow reads about x8).
+            "canary": {"gates": {"p99_cpu_relative": True, "p99_factor": 2.5}},
         },
     }
