@@ -100,13 +100,13 @@ def _p99_gate(baseline: dict, new: dict, limits: CanaryGates) -> Gate:
         "p50_baseline_ms": baseline.get("p50_ms"),
         "factor": limits.p99_factor,
     }
+    bound = old_p99 * limits.p99_factor
     old_cpu, new_cpu = baseline.get("cpu_ms"), new.get("cpu_ms")
     if limits.p99_cpu_relative and old_cpu and new_cpu:
         # The host's CPU was new_cpu/old_cpu times slower for the new reading than
         # for the baseline: the new p99 at the baseline's CPU speed is compared.
         speed = float(new_cpu) / float(old_cpu)
         scaled = new_p99 / speed
-        bound = old_p99 * limits.p99_factor
         numbers.update({"cpu_ms_new": new_cpu, "cpu_ms_baseline": old_cpu,
                         "new_at_baseline_cpu_ms": round(scaled, 4)})  # fmt: skip
         return Gate(
@@ -117,7 +117,6 @@ def _p99_gate(baseline: dict, new: dict, limits: CanaryGates) -> Gate:
             f"{bound:.2f} ms)",
             numbers,
         )
-    bound = old_p99 * limits.p99_factor
     return Gate(
         "p99",
         new_p99 <= bound,
