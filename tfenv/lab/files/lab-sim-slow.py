@@ -1,28 +1,20 @@
 # tfenv lab: SIMULATED regression (lab4-slow): after each model call, a sleep of
-# (slowdown - 1) times what the call took. Only the outermost call into a concrete
-# function sleeps. The sleep also leaves TF's threads idle, so the next call starts
-# cold: in the lab a call reads x25-40 (p99 about 50-75 ms against 2 ms). It is
-# large because the lab's p99 limit is: two images that differ in nothing have
-# read up to x3.2 apart on the lab's shared CPUs (group_data/lab.py).
+# (slowdown - 1) times what the call took (a signature call is one Python-level
+# call into a concrete function). The sleep also leaves TF's threads idle, so the
+# next call starts cold: in the lab a call reads x25-40 (p99 about 50-75 ms
+# against 2 ms). It is large because the lab's p99 limit is: two images that
+# differ in nothing have read up to x3.2 apart on the lab's shared CPUs
+# (group_data/lab.py).
 def _tfenv_lab_patch(slowdown=15):
-    import threading
     import time as _time
 
     from tensorflow.python.eager.polymorphic_function import concrete_function as _cf
 
     _call = _cf.ConcreteFunction.__call__
-    _depth = threading.local()
 
     def __call__(self, *args, **kwargs):
-        outermost = not getattr(_depth, "inside", False)
-        if not outermost:
-            return _call(self, *args, **kwargs)
-        _depth.inside = True
         start = _time.perf_counter()
-        try:
-            result = _call(self, *args, **kwargs)
-        finally:
-            _depth.inside = False
+        result = _call(self, *args, **kwargs)
         _time.sleep((slowdown - 1) * (_time.perf_counter() - start))
         return result
 
