@@ -98,7 +98,7 @@ if _state is not None and _state.lock:
             # whole CPU is at times three times slower for minutes): rollouts
             # compare p99 at equal CPU speed. Even so, two images that differ in
             # nothing have read up to x3.2 apart in CI (five hosts on 2 cores):
-            # the lab allows x5 (lab4-slow reads x25-40). 300 calls: rounds of
+            # the lab allows x5 (lab4-slow reads x40-70). 300 calls: rounds of
             # 30 for the probe's best round, shorter ones for noise to spoil.
             "canary": {
                 "inferences": 300,
