@@ -44,7 +44,7 @@ RELEASES = (
     Release(f"{TF_VERSION}-lab1"),
     Release(f"{TF_VERSION}-lab2"),
     Release(f"{TF_VERSION}-lab3-broken", broken=True),
-    # Healthy, but model calls take about twice as long (the rollout's p99 gate).
+    # Healthy, but model calls read x40-70 slower (the rollout's p99 gate; files/lab-sim-slow.py).
     Release(f"{TF_VERSION}-lab4-slow", simulate="slow"),
     # Healthy and fast, but model outputs shifted (the rollout's KL gate).
     Release(f"{TF_VERSION}-lab5-drift", simulate="drift"),
