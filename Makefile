@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint clean mutation bench-fleet
+.PHONY: setup demo test check lint clean mutation bench-fleet
 
 $(BIN)/tfenv: pyproject.toml
 	@tools/system-packages
@@ -40,8 +40,15 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The full suite (what .ci/run runs): lint, every test, lab tests included; ends
+# with the time table (each module's wall time, the lab's setup, the total).
 test: lint
 	$(BIN)/python -m pytest -q --durations=30
+
+# The fast tier, for every change before a commit: lint and every non-lab test on
+# all cores (about 2 minutes here; no Docker engine needed).
+check: lint
+	$(BIN)/python -m pytest -q -m "not lab" -n auto --durations=10
 
 # Mutation testing of the pure core (minutes to an hour on 2 cores; not in CI).
 # Scores per module, and the areas' 80% target: tools/mutation-score.

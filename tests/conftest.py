@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["lab_fixtures", "ci_guard"]
+pytest_plugins = ["time_table", "lab_fixtures", "ci_guard"]
 
 KEY_ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb3JzbiBzaG91bGQgYmUgYSByZWFsIGtleQ== t@test"
 DIGEST_A = "sha256:" + "a" * 64

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from time_table import lab_setup
 
 from tfenv.lab.engine import docker_ready, ensure_docker
 from tfenv.lab.fleet import Lab, LabState, down, ssh_command, up, wait_for_ssh
@@ -49,7 +50,8 @@ def test_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     # a second run does not push the TF images again.
     lab = Lab(name=TEST_LAB_NAME, directory=TEST_LAB_DIR)
     yield lab
-    down(lab)
+    with lab_setup("lab down"):
+        down(lab)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +66,8 @@ def lab_of(test_lab: Lab):
             return have
         hosts = max(hosts, len(have.hosts) if have else 0)
         try:
-            current["state"] = up(test_lab, hosts, images=images or bool(have and have.lock))
+            with lab_setup("lab up"):
+                current["state"] = up(test_lab, hosts, images=images or bool(have and have.lock))
         except LabError as exc:
             pytest.fail(f"lab up failed: {exc}")
         return current["state"]
@@ -143,25 +146,50 @@ from tfenv.lab.fleet import current_state
 
 _state = current_state()
 # {reboots!r} hosts may reboot at once (the lab's driver as group_data/lab.py declares it).
+_declared = runpy.run_path({group_data!r})
 _driver = {{}}
 if {reboots!r} > 1:
-    _declared = runpy.run_path({group_data!r})["nvidia_driver"]
-    _driver = {{"nvidia_driver": {{**_declared, "reboot_max_parallel": {reboots!r}}}}}
+    _reboots = {{"reboot_max_parallel": {reboots!r}}}
+    _driver = {{"nvidia_driver": {{**_declared["nvidia_driver"], **_reboots}}}}
+# A canary probe of the test's own ({probe!r}; empty: tfenv's, real TensorFlow).
+_containers = {{}}
+if {probe!r}:
+    _dev = _declared["containers"]["dev"]
+    _canary = {{**_dev["canary"], "probe": {probe!r}}}
+    _containers = {{"containers": {{"dev": {{**_dev, "canary": _canary}}}}}}
 lab = [
-    (name, {{**_state.ssh_data(name), "image_lock": {lock!r}, **_driver}})
+    (name, {{**_state.ssh_data(name), "image_lock": {lock!r}, **_driver, **_containers}})
     for name in {names!r}
 ]
 canary = [{canary!r}]
 '''
 
 
-def canary_inventory(what: str, lock: Path, names: list[str], reboots: int = 1) -> str:
+def canary_inventory(
+    what: str, lock: Path, names: list[str], reboots: int = 1, probe: tuple[str, ...] = ()
+) -> str:
     """An inventory of ``names`` (group ``lab``, so the lab's group data applies), with
     its own image lock and the first host as the ``canary`` group. ``reboots`` > 1: that
-    many hosts may reboot at once (a first deploy of fresh hosts: the default is one)."""
+    many hosts may reboot at once (a first deploy of fresh hosts: the default is one).
+    ``probe``: the dev container's canary probe (argv; see :data:`SCRIPTED_PROBE`)."""
     return CANARY_INVENTORY.format(what=what, lock=str(lock), names=names, canary=names[0],
-                                   reboots=reboots,
+                                   reboots=reboots, probe=list(probe),
                                    group_data=str(REPO / "group_data" / "lab.py"))  # fmt: skip
+
+
+# The lab's SCRIPTED canary readings (tfenv/lab/files/lab-scripted-probe.py): fixed
+# metrics by lab release, so a rollout test's gates decide the same on every run.
+SCRIPTED_PROBE = ("python3", "/checkpoints/tfenv-canary/lab-scripted-probe.py")
+
+
+def install_scripted_probe(lab: Lab) -> None:
+    """Put the scripted probe where every lab dev container sees it (the NFS export of
+    its checkpoints, as its ``/checkpoints``), readable by the container's user."""
+    target = lab.directory / "nfs" / "exports" / "checkpoints" / "dev" / "tfenv-canary"
+    target.mkdir(parents=True, exist_ok=True)
+    probe = target / "lab-scripted-probe.py"
+    shutil.copyfile(REPO / "tfenv" / "lab" / "files" / "lab-scripted-probe.py", probe)
+    probe.chmod(0o644)
 
 
 def tfenv_cli(lab: Lab, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
