@@ -125,10 +125,12 @@ def inspect_after_run(
             key = {"--cap-add": "CapAdd", "--cap-drop": "CapDrop"}.get(flag, "SecurityOpt")
             host[key] = [*(host[key] or []), value]
         elif flag == "--health-cmd":
-            config["Healthcheck"] = {"Test": ["CMD-SHELL", value]}
-        elif flag in ("--health-interval", "--health-timeout", "--health-start-period",
-                      "--health-retries"):  # fmt: skip
-            pass  # timings: not part of what tfenv compares
+            config["Healthcheck"] = {**(config["Healthcheck"] or {}), "Test": ["CMD-SHELL", value]}
+        elif flag == "--health-interval":  # Docker keeps nanoseconds
+            seconds = int(value.removesuffix("s"))
+            config["Healthcheck"] = {**(config["Healthcheck"] or {}), "Interval": seconds * 10**9}
+        elif flag in ("--health-timeout", "--health-start-period", "--health-retries"):
+            pass  # not part of what tfenv compares
         else:
             raise ValueError(f"a docker run flag this oracle knows, not {flag!r}")
     config["Env"] = [f"{name}={setting}" for name, setting in env.items()]

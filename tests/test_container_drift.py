@@ -100,6 +100,7 @@ CHANGES: dict[str, tuple[dict, dict, str, str]] = {
     "security_opt": ({}, {"security_opt": ()}, "[]", "[no-new-privileges]"),
     "healthcheck": ({}, {"healthcheck": ("CMD-SHELL", "true")}, "[CMD-SHELL, true]",
                     "[CMD-SHELL, bash -c '</dev/tcp/127.0.0.1/2222' || exit 1]"),
+    "health_interval": ({"health_interval": 2}, {}, "2", "10"),
     "secrets": ({}, {"secrets_digest": "0" * 32}, "a new value", "the previous value"),
 }  # fmt: skip
 

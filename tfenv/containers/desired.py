@@ -41,6 +41,9 @@ SECURITY_OPT = ("no-new-privileges",)
 DEFAULT_REPLACE = ReplacePolicy()
 
 
+DEFAULT_HEALTH_INTERVAL = 10  # seconds, the model's default
+
+
 def health_test(ssh_port: int) -> list[str]:
     """sshd is the one process every dev container runs: healthy means it accepts."""
     return ["CMD-SHELL", f"bash -c '</dev/tcp/127.0.0.1/{ssh_port}' || exit 1"]
@@ -91,6 +94,7 @@ class DesiredContainer:
     needs_mounted: tuple[str, ...] = ()
     replace: ReplacePolicy = DEFAULT_REPLACE
     jupyter: bool = False
+    health_interval: int = DEFAULT_HEALTH_INTERVAL  # seconds
     # tfenv rollout's labels (id, from, to: see tfenv.layout) on a container it moved
     rollout: tuple[tuple[str, str], ...] = ()
 
@@ -233,4 +237,5 @@ def desired_container(
         needs_mounted=tuple(sorted(set(needs_mounted))),
         replace=container.replace,
         jupyter=container.jupyter is not None,
+        health_interval=container.health_interval,
     )

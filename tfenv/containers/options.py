@@ -148,9 +148,15 @@ def _restart_read(entry: Entry) -> str:
 def _healthcheck_arguments(d: DesiredContainer) -> list[object]:
     return [
         "--health-cmd", QuoteString(d.healthcheck[1]),
-        "--health-interval", "10s", "--health-timeout", "5s",
+        "--health-interval", f"{d.health_interval}s", "--health-timeout", "5s",
         "--health-start-period", "30s", "--health-retries", "3",
     ]  # fmt: skip
+
+
+def _health_interval_read(entry: Entry) -> int:
+    """Seconds (Docker keeps nanoseconds; 0, its default of 30 s, when none was set)."""
+    nanoseconds = (_config(entry).get("Healthcheck") or {}).get("Interval") or 30_000_000_000
+    return int(nanoseconds) // 1_000_000_000
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -192,6 +198,8 @@ OPTIONS: tuple[Option, ...] = (
            lambda e: _security_opt(_host(e).get("SecurityOpt"))),
     Option("healthcheck", lambda d: list(d.healthcheck), _healthcheck_arguments,
            lambda e: list((_config(e).get("Healthcheck") or {}).get("Test") or [])),
+    Option("health_interval", lambda d: d.health_interval, lambda d: [],  # with healthcheck's
+           _health_interval_read),
     Option("secrets", lambda d: d.secrets_digest, lambda d: [],  # a label, set with the others
            lambda e: (_config(e).get("Labels") or {}).get(SECRETS_LABEL, ""), secret=True),
 )  # fmt: skip

@@ -385,6 +385,9 @@ class Container(Strict):
     workspace: Workspace = Workspace()
     # sshd runs as the user, so on an unprivileged port inside the container.
     ssh_port: int = Field(default=2222, ge=1024, le=65535)
+    # Seconds between Docker's health checks (sshd accepts). A replaced container
+    # is "healthy" only after the first one: a lab may check more often.
+    health_interval: int = Field(default=10, ge=1, le=3600, description="seconds")
     replace: ReplacePolicy = ReplacePolicy()
     # Least privilege: every capability is dropped; add back only what is named.
     cap_add: tuple[Capability, ...] = ()
