@@ -94,12 +94,18 @@ if _state is not None and _state.lock:
             "gpus": "all",
             "jupyter": {"port": 8888, "token_secret": "jupyter_token_dev"},
             "checkpoints": {"nfs": "checkpoints", "path": "/checkpoints"},
+            # A replaced container is healthy after Docker's first check: every 2 s
+            # in the lab (each check is an exec; 15 hosts share 2 cores), 10 s by
+            # default.
+            "health_interval": 2,
             # The lab's TensorFlow runs on this machine's shared CPUs (a VM whose
             # whole CPU is at times three times slower for minutes): rollouts
             # compare p99 at equal CPU speed. Even so, two images that differ in
             # nothing have read up to x3.2 apart in CI (five hosts on 2 cores):
             # the lab allows x5 (lab4-slow reads x40-70). 300 calls: rounds of
             # 30 for the probe's best round, shorter ones for noise to spoil.
+            # (The rollout lab tests read scripted metrics instead, so that no
+            # timing decides a test: tests/lab_fixtures.py, SCRIPTED_PROBE.)
             "canary": {
                 "inferences": 300,
                 "gates": {"p99_cpu_relative": True, "p99_factor": 5.0},

@@ -35,9 +35,9 @@ WAIT = (
 
 def one(name: str, quoted: str, deep: bool) -> str:
     return (
-        "for i in $(seq 90); do s=$(docker inspect --format "
+        "for i in $(seq 180); do s=$(docker inspect --format "
         "'{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "
-        f'{quoted} 2>&1); case "$s" in *starting*) sleep 1;; *) break;; esac; done; '
+        f'{quoted} 2>&1); case "$s" in *starting*) sleep 0.5;; *) break;; esac; done; '
         f"echo {shlex.quote('TFENV-CONTAINER ' + name)} ; "
         f'echo "TFENV-STATE $s"; docker exec {quoted} python3 -c '
         f"{shlex.quote(PROBE)} {'deep ' if deep else ''}2>&1 | tail -n 5;"

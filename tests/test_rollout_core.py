@@ -701,7 +701,7 @@ def test_canary_command_with_the_default_probe() -> None:
     assert 'docker logs --since "$since" dev' in text
     assert "TFENV-PROBE" in text
     assert "TFENV-CKPT" in text and "/checkpoints/.tfenv-canary-write-" in text
-    assert "TFENV-STATE" in text and "seq 180" in text
+    assert "TFENV-STATE" in text and "seq 360" in text
     assert text.rstrip().endswith("true")
 
 
@@ -715,7 +715,7 @@ def test_canary_command_with_a_declared_probe() -> None:
 
 def test_canary_command_without_health_or_metrics() -> None:
     text = canary_command(health=False, metrics=False, timeout=30)
-    assert "TFENV-STATE" in text and "seq 30" in text
+    assert "TFENV-STATE" in text and "seq 60" in text
     assert "docker exec" not in text
     assert "docker logs" not in text
     assert END not in text

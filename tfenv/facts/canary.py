@@ -63,8 +63,10 @@ class CanaryCheck(FactBase):
         )
         parts: list = [
             wait_for_docker(fail=False), ";",
-            f"for i in $(seq {timeout}); do", "s=$(docker inspect --format", fmt, name, "2>&1);",
-            'case "$s" in *starting*) sleep 1;; *) break;; esac; done;',
+            # Docker's health polled every 0.5 s, for up to ``timeout`` seconds.
+            f"for i in $(seq {timeout * 2}); do",
+            "s=$(docker inspect --format", fmt, name, "2>&1);",
+            'case "$s" in *starting*) sleep 0.5;; *) break;; esac; done;',
             'printf "TFENV-STATE %s\\n" "$s";',
         ]  # fmt: skip
         if health:

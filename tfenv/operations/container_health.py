@@ -83,8 +83,8 @@ class ContainerHealth(FactBase):
         for container in containers:
             ref = QuoteString(container)
             parts += [
-                "for i in $(seq 90); do", "s=$(docker inspect --format", fmt, ref, "2>&1);",
-                'case "$s" in *starting*) sleep 1;; *) break;; esac; done;',
+                "for i in $(seq 180); do", "s=$(docker inspect --format", fmt, ref, "2>&1);",
+                'case "$s" in *starting*) sleep 0.5;; *) break;; esac; done;',
                 "echo", QuoteString(f"TFENV-CONTAINER {container}"), ";",
                 'echo "TFENV-STATE $s";', "docker", "exec", ref, "python3", "-c",
                 QuoteString(PROBE), *(["deep"] if deep else []), "2>&1", "|", "tail", "-n", "5;",
