@@ -1,0 +1,175 @@
+"""Rollouts: the canary check's log scan, run for real by ``sh`` against a ``docker``
+stand-in on PATH that prints captured log lines; and which hosts a driver rollback
+moves back (the scripted fleet of tests/test_driver_controller.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_driver_controller import NEW, OLD, Fleet, again, planned, start, stored
+
+from tfenv.facts.canary import CanaryCheck, parse
+from tfenv.rollout.driver import DriverController
+from tfenv.rollout.gates import health_gates
+from tfenv.rollout.journal import Journal
+from tfenv.rollout.run import EXIT_DONE, EXIT_FAILED
+
+# --- 1. the canary's log scan: OpKernel and Traceback lines ----------------------------
+
+STARTED = "2026-12-01T09:00:00.123456789Z"
+IMAGE = "registry.test:5000/ml/tf@sha256:" + "a" * 64
+OPKERNEL = (
+    "2026-12-01 09:00:04.512: E tensorflow/core/framework/op_kernel.cc:1840] OpKernel "
+    "('op: \"MatMul\" device_type: \"GPU\"') for unknown op; No registered 'MatMul' OpKernel "
+    "for 'GPU' devices compatible with node {{node MatMul}}"
+)
+TRACEBACK = "Traceback (most recent call last):"
+BENIGN = [
+    "[I 09:00:01.001 ServerApp] Jupyter Server 2.14.2 is running at: http://127.0.0.1:8888/",
+    "2026-12-01 09:00:02.100: I tensorflow/core/common_runtime/gpu/gpu_device.cc:2021] "
+    "Created device /job:localhost/replica:0/task:0/device:GPU:0 with 79078 MB memory",
+    "Server listening on 0.0.0.0 port 2222.",
+    "W0000 00:00:1733043604.5 op_kernel.cc registered kernels: 'MatMul' (no OpKernel warning)",
+]
+FAKE_DOCKER = r"""#!/bin/sh
+printf '%s\n' "$*" >> "$FAKE_CALLS"
+case "$1" in
+info) exit 0 ;;
+inspect)
+  case "$3" in
+    *Labels*) printf 'running healthy\t%s\t%s\t{}\n' "$FAKE_IMAGE" "$FAKE_STARTED" ;;
+    *) printf '%s\n' "$FAKE_STARTED" ;;
+  esac ;;
+exec) echo 'TFENV-PROBE {"sshd": "ok", "gpus": 2, "tensorflow": "ok"}' ;;
+logs) cat "$FAKE_LOGS" ;;
+*) echo "unexpected docker $*" >&2; exit 99 ;;
+esac
+"""
+
+
+def run_canary(tmp_path: Path, log_lines: list[str]) -> tuple[dict, list[str]]:
+    """The CanaryCheck command of container ``dev`` run by ``sh``, ``docker logs``
+    printing ``log_lines``: the parsed fact and every docker call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    logs, calls = tmp_path / "docker.log", tmp_path / "calls"
+    logs.write_text("".join(line + "\n" for line in log_lines))
+    calls.unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_LOGS": str(logs), "FAKE_CALLS": str(calls), "FAKE_IMAGE": IMAGE,
+           "FAKE_STARTED": STARTED}  # fmt: skip
+    command = CanaryCheck().command(container="dev", health=True, timeout=5).get_raw_value()
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    return parse(done.stdout.splitlines()), calls.read_text().splitlines()
+
+
+def test_the_canary_log_scan_keeps_opkernel_and_traceback_lines(tmp_path: Path) -> None:
+    lines = [BENIGN[0], BENIGN[1], OPKERNEL, BENIGN[2], TRACEBACK, BENIGN[3]]
+    check, calls = run_canary(tmp_path, lines)
+    assert check["log_lines"] == [OPKERNEL, TRACEBACK]
+    assert f"logs --since {STARTED} dev" in calls  # only since this container started
+    assert (check["state"], check["image"]) == ("running healthy", IMAGE)
+    log_gate = next(g for g in health_gates(check, None, False) if g.name == "log-clean")
+    assert log_gate.passed is False
+    assert log_gate.detail == OPKERNEL[:200]
+    assert log_gate.numbers == {"lines": 2}
+
+
+def test_an_opkernel_line_alone_is_kept(tmp_path: Path) -> None:
+    check, _ = run_canary(tmp_path, [BENIGN[0], OPKERNEL])
+    assert check["log_lines"] == [OPKERNEL]
+
+
+def test_the_canary_log_scan_keeps_at_most_five_lines(tmp_path: Path) -> None:
+    many = [OPKERNEL.replace("MatMul", f"Op{i}") for i in range(7)]
+    check, _ = run_canary(tmp_path, many)
+    assert check["log_lines"] == many[:5]
+
+
+def test_a_clean_log_passes_the_log_gate(tmp_path: Path) -> None:
+    check, _ = run_canary(tmp_path, BENIGN)
+    assert check["log_lines"] == []
+    log_gate = next(g for g in health_gates(check, None, False) if g.name == "log-clean")
+    assert log_gate.passed is True
+
+
+# --- 8. a driver rollback moves back only the hosts whose move began --------------------
+
+
+@pytest.fixture
+def fleet(monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    made = Fleet(["h1", "h2", "h3", "h4"])
+
+    def phase(self: DriverController, phase: str, hosts: dict[str, dict], dry: bool,
+              **extra: object) -> dict:  # fmt: skip
+        return made.answer(self.rollout.container, phase, hosts, dry, extra)
+
+    monkeypatch.setattr(DriverController, "_phase", phase)
+    return made
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    made = Journal(tmp_path / "state")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def group_data(tmp_path: Path) -> Path:
+    path = tmp_path / "group_data" / "gpu.py"
+    path.parent.mkdir()
+    path.write_text(f'nvidia_driver = {{"branch": "550", "version": "{OLD}"}}\n')
+    return path
+
+
+def rollback_moves(fleet: Fleet) -> list[list[str]]:
+    return [hosts for phase, hosts, sent in fleet.calls
+            if phase == "driver-move" and any("forget" in m for m in sent.values())]  # fmt: skip
+
+
+def test_a_rollback_leaves_a_host_whose_move_never_began(
+    fleet: Fleet, journal: Journal, group_data: Path
+) -> None:
+    said: list[str] = []
+    fleet.hosts["h2"].broken = {NEW}  # wave 2's first chunk [h2, h3] fails its gates
+    assert start(journal, planned(group_data), said).drive() == EXIT_FAILED
+    got = stored(journal)
+    assert got.status == "paused"
+    assert "from" in got.hosts["h4"]  # h4 was looked at (its baseline) ...
+    assert journal.last(got.id, "h4", "replace") is None  # ... but never moved
+    assert fleet.moves() == [["h1"], ["h2", "h3"]]
+
+    assert again(journal, said).rollback("by a person") == EXIT_DONE
+
+    assert rollback_moves(fleet) == [["h1", "h2"], ["h3"]]  # h4 is not touched
+    assert fleet.hosts["h4"].moves == [] and fleet.hosts["h4"].reboots == 0
+    assert journal.last(got.id, "h4", "rollback") is None
+    for name in ("h1", "h2", "h3"):
+        host = fleet.hosts[name]
+        assert (host.installed, host.module, host.moves) == (OLD, OLD, [NEW, OLD]), name
+    assert stored(journal).status == "aborted"
+    assert "3 host(s) back to their previous driver" in "\n".join(said)
+
+
+def test_a_rollback_leaves_a_host_refused_as_busy(
+    fleet: Fleet, journal: Journal, group_data: Path
+) -> None:
+    said: list[str] = []
+    fleet.hosts["h2"].busy = "dev (1 SSH session)"
+    start(journal, planned(group_data), said).drive()
+    assert journal.last(stored(journal).id, "h2", "replace")[0] == "busy"
+
+    assert again(journal, said).rollback("by a person") == EXIT_DONE
+
+    moved_back = {h for hosts in rollback_moves(fleet) for h in hosts}
+    assert "h2" not in moved_back and "h1" in moved_back
+    assert fleet.hosts["h2"].moves == []
