@@ -237,6 +237,20 @@ def test_a_kernel_idle_longer_than_the_idle_minutes_is_not_busy(
     assert kernel_lines(run_busy(host, 12, no_exec=False, **jupyter))["aaaaaaaa"][0] == "idle"
 
 
+def test_a_kernel_whose_last_activity_cannot_be_read_is_busy(
+    host: Path, jupyter: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Facts never guess: an idle kernel with no readable time of last activity counts."""
+    monkeypatch.setattr(Jupyter, "kernels", [
+        {"id": "dddddddd-4444", "execution_state": "idle", "last_activity": "yesterday"},
+    ])  # fmt: skip
+    lines = run_busy(host, 30, no_exec=False, **jupyter)
+    assert kernel_lines(lines)["dddddddd"] == ("idle", -1)
+    assert busy_reasons(lines, 30) == [
+        "Jupyter kernel dddddddd: its last activity could not be read"
+    ]
+
+
 def test_idle_minus_one_lists_every_kernel_with_its_age(
     host: Path, jupyter: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

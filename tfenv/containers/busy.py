@@ -61,7 +61,7 @@ for kernel in kernels:
     except ValueError:
         age = -1
     state = kernel.get("execution_state") or "unknown"
-    if idle < 0 or state != "idle" or 0 <= age < idle * 60:
+    if idle < 0 or state != "idle" or age < idle * 60:  # age -1: unreadable, so in use
         print("kernel", (kernel.get("id") or "?")[:8], state, age)
 """
 
@@ -131,7 +131,9 @@ def busy_reasons(lines: Iterable[str], idle_minutes: int) -> list[str]:
             kernel, state, age = parts[0], parts[1], int(parts[2])
             if state != "idle":
                 reasons.append(f"Jupyter kernel {kernel} is {state}")
-            elif 0 <= age < idle_minutes * 60:
+            elif age < 0:  # never a guess: a time it could not read counts as in use
+                reasons.append(f"Jupyter kernel {kernel}: its last activity could not be read")
+            elif age < idle_minutes * 60:
                 reasons.append(
                     f"Jupyter kernel {kernel} was active {age} s ago "
                     f"(idle after {idle_minutes} min)"
