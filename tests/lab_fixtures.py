@@ -232,6 +232,23 @@ def team_image(lab_of, test_lab: Lab, tmp_path_factory: pytest.TempPathFactory):
     return reference, digest[1], built.stdout + built.stderr, spec
 
 
+# A researcher's SSH session into the host's dev container, from the lab host (its
+# output: /tmp/session.out; the key at /tmp/dev_key): the command returns once the
+# session's command runs in the container (no fixed wait). CLOSE_SESSION ends it
+# and returns once it is gone.
+_IN_DEV = "sudo docker top dev 2>/dev/null | grep -q '[s]leep 900'"
+SESSION = (
+    "setsid nohup ssh -tt -i /tmp/dev_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no "
+    "-o UserKnownHostsFile=/dev/null researcher@127.0.0.1 'sleep 900' >/tmp/session.out 2>&1 "
+    f"</dev/null & for i in $(seq 200); do {_IN_DEV} && break; sleep 0.1; done"
+)
+# [s]sh: the pattern must not match this pkill's own command line (its SSH session)
+CLOSE_SESSION = (
+    "pkill -f '[s]sh -tt -i /tmp/dev_key'; "
+    f"for i in $(seq 100); do {_IN_DEV} || break; sleep 0.1; done; true"
+)
+
+
 TF_NODE_HOST = 4  # 0-based: lab-5, the host of test_lab_tf_node.py and the runbooks
 
 

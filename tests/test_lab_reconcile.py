@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_fixtures import REPO, ok_on_host, on_host, pyinfra_on_lab, start_host_again
+from lab_fixtures import (
+    CLOSE_SESSION,
+    REPO,
+    SESSION,
+    ok_on_host,
+    on_host,
+    pyinfra_on_lab,
+    start_host_again,
+)
 
 from tfenv.lab.fleet import Lab
 
@@ -232,13 +240,6 @@ def test_a_container_recreated_unlike_its_declaration_is_reported_then_applied(
     assert reconcile(test_lab, state, tmp)[0] == 0
 
 
-SESSION = (  # a researcher's SSH session into dev, from the lab host (as in test_lab_tf_node)
-    "setsid nohup ssh -tt -i /tmp/dev_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no "
-    "-o UserKnownHostsFile=/dev/null researcher@127.0.0.1 'sleep 900' >/tmp/session.out 2>&1 "
-    "</dev/null & sleep 3"
-)
-
-
 def test_apply_never_recreates_a_container_in_use_unless_forced(fleet, test_lab: Lab) -> None:
     state, tmp, kept = fleet
     host = names(state)[1]
@@ -261,7 +262,7 @@ def test_apply_never_recreates_a_container_in_use_unless_forced(fleet, test_lab:
         assert ok_on_host(state, DRIFTED, dev_id, timeout=60) != before
         assert fingerprints(state) == kept
     finally:
-        on_host(state, DRIFTED, "pkill -f '[s]sh -tt -i /tmp/dev_key'; true", timeout=60)
+        on_host(state, DRIFTED, CLOSE_SESSION, timeout=60)
 
 
 def test_history_keeps_first_seen_and_fixed_at(fleet, test_lab: Lab) -> None:

@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_fixtures import REPO, canary_inventory, ok_on_host, on_host, one_space_after_host
+from lab_fixtures import (
+    CLOSE_SESSION,
+    REPO,
+    SESSION,
+    canary_inventory,
+    ok_on_host,
+    on_host,
+    one_space_after_host,
+)
 
 from tfenv.lab.fleet import Lab
 
@@ -31,11 +39,6 @@ COUNT = 5
 OLD, GOOD, BROKEN = "550.127.05", "550.144.03", "550.163.01"
 KEPT = "/mnt/checkpoints/driver-kept.bin"
 HOME_KEPT = "/var/lib/tfenv/containers/dev/home/driver-notes.txt"
-SESSION = (  # a researcher's SSH session into dev, from the lab host
-    "setsid nohup ssh -tt -i /tmp/dev_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no "
-    "-o UserKnownHostsFile=/dev/null researcher@127.0.0.1 'sleep 900' >/tmp/session.out 2>&1 "
-    "</dev/null & sleep 3"
-)
 
 GROUP_DATA = '''\
 """The driver these tests' hosts declare (over group_data/lab.py's)."""
@@ -285,7 +288,7 @@ def test_the_plain_deploy_reboots_one_host_at_a_time_and_never_a_busy_one(fleet:
         with Boots(fleet) as boots:
             result = fleet.deploy()
     finally:
-        on_host(fleet.state, where, "pkill -f '[s]sh -tt -i /tmp/dev_key'; true", timeout=60)
+        on_host(fleet.state, where, CLOSE_SESSION, timeout=60)
     output = one_space_after_host(result.stdout + result.stderr)
     assert result.returncode != 0, output[-3000:]
     assert f"[{busy}] Error: driver {GOOD}: nothing changed and the host NOT rebooted" in output

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_fixtures import ok_on_host, on_host, one_space_after_host, pyinfra_on_lab, tfenv_cli
+from lab_fixtures import (
+    CLOSE_SESSION,
+    SESSION,
+    ok_on_host,
+    on_host,
+    one_space_after_host,
+    pyinfra_on_lab,
+    tfenv_cli,
+)
 
 from tfenv.lab.fleet import Lab, ssh_command
 
@@ -393,14 +401,6 @@ def _http_status(url: str, token: str | None, tries: int = 1) -> int:
 
 
 # -- a container in use --------------------------------------------------------
-
-SESSION = (
-    "setsid nohup ssh -tt -i /tmp/dev_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no "
-    "-o UserKnownHostsFile=/dev/null researcher@127.0.0.1 'sleep 900' >/tmp/session.out 2>&1 "
-    "</dev/null & sleep 3"
-)
-# [s]sh: the pattern must not match this pkill's own command line (its SSH session)
-CLOSE_SESSION = "pkill -f '[s]sh -tt -i /tmp/dev_key' ; sleep 1; true"
 
 
 def _change(number: int, **replace) -> dict:
