@@ -672,3 +672,51 @@ def test_a_completion_that_cannot_write_the_group_data_exits_non_zero(
     got = stored(journal)
     assert got.status == "completed" and "550.90.07" in got.reason
     assert any("NOT all done" in line for line in said)
+
+
+# A rollback moves back only the hosts whose move began (an audit planted the bug
+# of moving h4 back too; see tests/test_planted_rollout.py for the others).
+
+
+def rollback_moves(fleet: Fleet) -> list[list[str]]:
+    return [hosts for phase, hosts, sent in fleet.calls
+            if phase == "driver-move" and any("forget" in m for m in sent.values())]  # fmt: skip
+
+
+def test_a_rollback_leaves_a_host_whose_move_never_began(
+    fleet: Fleet, journal: Journal, group_data: Path
+) -> None:
+    said: list[str] = []
+    fleet.hosts["h2"].broken = {NEW}  # wave 2's first chunk [h2, h3] fails its gates
+    assert start(journal, planned(group_data), said).drive() == EXIT_FAILED
+    got = stored(journal)
+    assert got.status == "paused"
+    assert "from" in got.hosts["h4"]  # h4 was looked at (its baseline) ...
+    assert journal.last(got.id, "h4", "replace") is None  # ... but never moved
+    assert fleet.moves() == [["h1"], ["h2", "h3"]]
+
+    assert again(journal, said).rollback("by a person") == EXIT_DONE
+
+    assert rollback_moves(fleet) == [["h1", "h2"], ["h3"]]  # h4 is not touched
+    assert fleet.hosts["h4"].moves == [] and fleet.hosts["h4"].reboots == 0
+    assert journal.last(got.id, "h4", "rollback") is None
+    for name in ("h1", "h2", "h3"):
+        host = fleet.hosts[name]
+        assert (host.installed, host.module, host.moves) == (OLD, OLD, [NEW, OLD]), name
+    assert stored(journal).status == "aborted"
+    assert "3 host(s) back to their previous driver" in "\n".join(said)
+
+
+def test_a_rollback_leaves_a_host_refused_as_busy(
+    fleet: Fleet, journal: Journal, group_data: Path
+) -> None:
+    said: list[str] = []
+    fleet.hosts["h2"].busy = "dev (1 SSH session)"
+    start(journal, planned(group_data), said).drive()
+    assert journal.last(stored(journal).id, "h2", "replace")[0] == "busy"
+
+    assert again(journal, said).rollback("by a person") == EXIT_DONE
+
+    moved_back = {h for hosts in rollback_moves(fleet) for h in hosts}
+    assert "h2" not in moved_back and "h1" in moved_back
+    assert fleet.hosts["h2"].moves == []

@@ -1,22 +1,15 @@
 """Rollouts: the canary check's log scan, run for real by ``sh`` against a ``docker``
-stand-in on PATH that prints captured log lines; and which hosts a driver rollback
-moves back (the scripted fleet of tests/test_driver_controller.py)."""
+stand-in on PATH that prints captured log lines. (Which hosts a driver rollback moves
+back is tested with the scripted fleet, in tests/test_driver_controller.py.)"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from test_driver_controller import NEW, OLD, Fleet, again, planned, start, stored
-
 from tfenv.facts.canary import CanaryCheck, parse
-from tfenv.rollout.driver import DriverController
 from tfenv.rollout.gates import health_gates
-from tfenv.rollout.journal import Journal
-from tfenv.rollout.run import EXIT_DONE, EXIT_FAILED
 
 # --- 1. the canary's log scan: OpKernel and Traceback lines ----------------------------
 
@@ -99,77 +92,3 @@ def test_a_clean_log_passes_the_log_gate(tmp_path: Path) -> None:
     assert check["log_lines"] == []
     log_gate = next(g for g in health_gates(check, None, False) if g.name == "log-clean")
     assert log_gate.passed is True
-
-
-# --- 8. a driver rollback moves back only the hosts whose move began --------------------
-
-
-@pytest.fixture
-def fleet(monkeypatch: pytest.MonkeyPatch) -> Fleet:
-    made = Fleet(["h1", "h2", "h3", "h4"])
-
-    def phase(self: DriverController, phase: str, hosts: dict[str, dict], dry: bool,
-              **extra: object) -> dict:  # fmt: skip
-        return made.answer(self.rollout.container, phase, hosts, dry, extra)
-
-    monkeypatch.setattr(DriverController, "_phase", phase)
-    return made
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    made = Journal(tmp_path / "state")
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def group_data(tmp_path: Path) -> Path:
-    path = tmp_path / "group_data" / "gpu.py"
-    path.parent.mkdir()
-    path.write_text(f'nvidia_driver = {{"branch": "550", "version": "{OLD}"}}\n')
-    return path
-
-
-def rollback_moves(fleet: Fleet) -> list[list[str]]:
-    return [hosts for phase, hosts, sent in fleet.calls
-            if phase == "driver-move" and any("forget" in m for m in sent.values())]  # fmt: skip
-
-
-def test_a_rollback_leaves_a_host_whose_move_never_began(
-    fleet: Fleet, journal: Journal, group_data: Path
-) -> None:
-    said: list[str] = []
-    fleet.hosts["h2"].broken = {NEW}  # wave 2's first chunk [h2, h3] fails its gates
-    assert start(journal, planned(group_data), said).drive() == EXIT_FAILED
-    got = stored(journal)
-    assert got.status == "paused"
-    assert "from" in got.hosts["h4"]  # h4 was looked at (its baseline) ...
-    assert journal.last(got.id, "h4", "replace") is None  # ... but never moved
-    assert fleet.moves() == [["h1"], ["h2", "h3"]]
-
-    assert again(journal, said).rollback("by a person") == EXIT_DONE
-
-    assert rollback_moves(fleet) == [["h1", "h2"], ["h3"]]  # h4 is not touched
-    assert fleet.hosts["h4"].moves == [] and fleet.hosts["h4"].reboots == 0
-    assert journal.last(got.id, "h4", "rollback") is None
-    for name in ("h1", "h2", "h3"):
-        host = fleet.hosts[name]
-        assert (host.installed, host.module, host.moves) == (OLD, OLD, [NEW, OLD]), name
-    assert stored(journal).status == "aborted"
-    assert "3 host(s) back to their previous driver" in "\n".join(said)
-
-
-def test_a_rollback_leaves_a_host_refused_as_busy(
-    fleet: Fleet, journal: Journal, group_data: Path
-) -> None:
-    said: list[str] = []
-    fleet.hosts["h2"].busy = "dev (1 SSH session)"
-    start(journal, planned(group_data), said).drive()
-    assert journal.last(stored(journal).id, "h2", "replace")[0] == "busy"
-
-    assert again(journal, said).rollback("by a person") == EXIT_DONE
-
-    moved_back = {h for hosts in rollback_moves(fleet) for h in hosts}
-    assert "h2" not in moved_back and "h1" in moved_back
-    assert fleet.hosts["h2"].moves == []
