@@ -31,7 +31,7 @@ from tfenv.layout import (
     secret_path,
 )
 from tfenv.model.gpus import Gpus
-from tfenv.model.spec import Container, NfsMount, ReplacePolicy
+from tfenv.model.spec import DEFAULT_HEALTH_INTERVAL, Container, NfsMount, ReplacePolicy
 
 DEFAULT_SHM = 64 * 1024 * 1024  # Docker's default /dev/shm
 SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -39,9 +39,6 @@ READ_ONLY_TMPFS = ("/run", "/tmp")  # writable scratch on a read-only root files
 CAP_DROP = ("ALL",)
 SECURITY_OPT = ("no-new-privileges",)
 DEFAULT_REPLACE = ReplacePolicy()
-
-
-DEFAULT_HEALTH_INTERVAL = 10  # seconds, the model's default
 
 
 def health_test(ssh_port: int) -> list[str]:

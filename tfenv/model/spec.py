@@ -368,6 +368,9 @@ class Canary(Strict):
     gates: CanaryGates = CanaryGates()
 
 
+DEFAULT_HEALTH_INTERVAL = 10  # seconds between Docker's health checks
+
+
 class Container(Strict):
     image: str = Field(min_length=1, description="name:tag, resolved through the image lock")
     user: User
@@ -387,7 +390,9 @@ class Container(Strict):
     ssh_port: int = Field(default=2222, ge=1024, le=65535)
     # Seconds between Docker's health checks (sshd accepts). A replaced container
     # is "healthy" only after the first one: a lab may check more often.
-    health_interval: int = Field(default=10, ge=1, le=3600, description="seconds")
+    health_interval: int = Field(
+        default=DEFAULT_HEALTH_INTERVAL, ge=1, le=3600, description="seconds"
+    )
     replace: ReplacePolicy = ReplacePolicy()
     # Least privilege: every capability is dropped; add back only what is named.
     cap_add: tuple[Capability, ...] = ()
