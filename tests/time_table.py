@@ -66,23 +66,22 @@ def _clock(seconds: float) -> str:
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
     if not _module_seconds:
         return
-    total = time.monotonic() - _started["at"]
-    rows = sorted(_module_seconds.items(), key=lambda kv: -kv[1])
-    width = max(len(m) for m, _ in rows)
-    write = terminalreporter.write_line
+    # (label, tests or None, seconds): the modules, slowest first, the lab, the total
+    rows: list[tuple[str, int | None, float]] = [
+        (module, _module_tests[module], seconds)
+        for module, seconds in sorted(_module_seconds.items(), key=lambda kv: -kv[1])
+    ]
+    rows += [(f"({what})", None, seconds) for what, seconds in sorted(_lab_seconds.items())]
+    rows.append(("total", sum(_module_tests.values()), time.monotonic() - _started["at"]))
+    width = max(len(label) for label, _, _ in rows)
     terminalreporter.section("time table (min:s, wall)")
-    write(f"{'module':<{width}}  {'tests':>5}  {'time':>8}")
-    for module, seconds in rows:
-        write(f"{module:<{width}}  {_module_tests[module]:>5}  {_clock(seconds)}")
-    for what, seconds in sorted(_lab_seconds.items()):
-        write(f"{'(' + what + ')':<{width}}  {'':>5}  {_clock(seconds)}")
-    write(f"{'total':<{width}}  {sum(_module_tests.values()):>5}  {_clock(total)}")
+    terminalreporter.write_line(f"{'module':<{width}}  {'tests':>5}  {'time':>8}")
+    for label, tests, seconds in rows:
+        count = "" if tests is None else tests
+        terminalreporter.write_line(f"{label:<{width}}  {count:>5}  {_clock(seconds)}")
     path = config.getoption("--time-table")
     if path:
         with open(path, "w") as out:
-            for module, seconds in rows:
-                out.write(json.dumps({"module": module, "tests": _module_tests[module],
-                                      "seconds": round(seconds, 1)}) + "\n")  # fmt: skip
-            for what, seconds in sorted(_lab_seconds.items()):
-                out.write(json.dumps({"module": f"({what})", "seconds": round(seconds, 1)}) + "\n")
-            out.write(json.dumps({"module": "total", "seconds": round(total, 1)}) + "\n")
+            for label, tests, seconds in rows:
+                row = {"module": label, "seconds": round(seconds, 1)}
+                out.write(json.dumps(row if tests is None else {**row, "tests": tests}) + "\n")
