@@ -6,8 +6,6 @@ host, and the host side's refusal of uncommitted work without --discard."""
 from __future__ import annotations
 
 import json
-import ssl
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +16,7 @@ from click.testing import CliRunner
 from conftest import DIGEST_A, DIGEST_B, GOOD_DATA
 from pyinfra.context import ctx_host
 from test_image_build_units import make_plan
+from tls_server import tls_server
 
 from tfenv import hotfix as hf
 from tfenv.cli import main
@@ -27,7 +26,6 @@ from tfenv.facts.tf_node import ObservedContainer, TfNode, TfNodeState
 from tfenv.images.build import BuildError, Plan, build
 from tfenv.images.lock import ImageLock, LockedImage
 from tfenv.images.registry import MANIFEST_TYPES
-from tfenv.lab.ca import ensure_ca, issue_server_cert
 from tfenv.layout import HOTFIX_BRANCH_LABEL, HOTFIX_OF_LABEL, HOTFIX_REPO_LABEL
 from tfenv.model.load import load
 from tfenv.model.spec import Registry
@@ -65,18 +63,9 @@ def registry(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """The registry stand-in's port and the CA that signed its certificate. Per test:
     a server thread must not outlive a test that loads pyinfra's CLI (gevent's
     patching of threading would leave it impossible to stop)."""
-    directory = tmp_path / "registry"
-    ca = ensure_ca(directory / "ca", "test")
-    issue_server_cert(ca, ["127.0.0.1"], directory / "server.crt", directory / "server.key")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Manifests)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "server.crt", directory / "server.key")
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_port, ca.cert
-    server.shutdown()
-    server.server_close()
+    with tls_server(server, tmp_path / "registry") as ca:
+        yield server.server_port, ca
 
 
 def plan_against(registry: tuple[int, Path], tmp_path: Path, locked: str | None,

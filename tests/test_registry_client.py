@@ -12,8 +12,6 @@ import contextlib
 import hashlib
 import json
 import socket
-import ssl
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tls_server import tls_server
 
 from tfenv.images.registry import (
     ACCEPT,
@@ -32,7 +31,6 @@ from tfenv.images.registry import (
     Resolved,
     parse_challenge,
 )
-from tfenv.lab.ca import ensure_ca, issue_server_cert
 from tfenv.model.secrets import SecretValue
 
 INDEX = json.dumps(
@@ -99,17 +97,9 @@ class Registry(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    directory = tmp_path_factory.mktemp("registry")
-    ca = ensure_ca(directory / "ca", "test")
-    issue_server_cert(ca, ["127.0.0.1"], directory / "server.crt", directory / "server.key")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "server.crt", directory / "server.key")
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_port}", ca.cert
-    server.shutdown()
+    with tls_server(server, tmp_path_factory.mktemp("registry")) as ca:
+        yield f"127.0.0.1:{server.server_port}", ca
 
 
 def client(registry: tuple[str, Path], password: str = "right-password") -> RegistryClient:
@@ -201,20 +191,11 @@ class ScriptedServer(ThreadingHTTPServer):
 @contextlib.contextmanager
 def scripted_registry(directory: Path) -> Iterator[tuple[ScriptedServer, Path]]:
     """An HTTPS registry stand-in on 127.0.0.1 and the CA that signed its certificate."""
-    ca = ensure_ca(directory / "ca", "test")
-    issue_server_cert(ca, ["127.0.0.1"], directory / "server.crt", directory / "server.key")
     server = ScriptedServer(("127.0.0.1", 0), Scripted)
     server.script = lambda method, path, headers: Reply(404)
     server.seen = []
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "server.crt", directory / "server.key")
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server, ca.cert
-    finally:
-        server.shutdown()
-        server.server_close()
+    with tls_server(server, directory) as ca:
+        yield server, ca
 
 
 @pytest.fixture(scope="module")
