@@ -146,7 +146,8 @@ from tfenv.lab.fleet import current_state
 
 _state = current_state()
 # {reboots!r} hosts may reboot at once (the lab's driver as group_data/lab.py declares it).
-_declared = runpy.run_path({group_data!r})
+# The lab's group data, read only when something of it is overridden below.
+_declared = runpy.run_path({group_data!r}) if {reboots!r} > 1 or {probe!r} else {{}}
 _driver = {{}}
 if {reboots!r} > 1:
     _reboots = {{"reboot_max_parallel": {reboots!r}}}
