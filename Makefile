@@ -40,10 +40,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The full suite (what .ci/run runs): lint, every test, lab tests included; ends
-# with the time table (each module's wall time, the lab's setup, the total).
+# The full suite (what .ci/run runs): lint, every test, lab tests included, in two
+# lanes side by side, each with a lab of its own (tools/test-lanes says which modules
+# go where); each lane ends with its time table (each module's wall time, the lab's
+# setup, the total). ARGS go to both pytest runs.
 test: lint
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python tools/test-lanes $(ARGS)
 
 # The fast tier, for every change before a commit: lint and every non-lab test, in
 # two pytest processes side by side (about 2 minutes here; no Docker engine needed).
@@ -73,4 +75,4 @@ bench-fleet: setup
 	$(BIN)/python benchmarks/fleet.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants .check-slow.log
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants .check-slow.log .test-lane-fleet.log

@@ -1,9 +1,10 @@
 """pytest fixtures for tests that need real lab hosts.
 
-One lab per test session (named ``tfenv-test-lab``, its own state directory
-``/var/tmp/tfenv-test-lab`` or ``$TFENV_TEST_LAB_DIR``, so a developer's own
-``tfenv lab`` is untouched), grown to the largest size
-any test asks for, and taken down at the end.
+One lab per test session (named ``tfenv-test-lab`` or ``$TFENV_TEST_LAB_NAME``, its
+own state directory ``/var/tmp/tfenv-test-lab`` or ``$TFENV_TEST_LAB_DIR``, so a
+developer's own ``tfenv lab`` is untouched), grown to the largest size any test asks
+for, and taken down at the end. ``make test`` runs two such sessions side by side,
+each with a lab of its own (tools/test-lanes).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tfenv.lab.fleet import Lab, LabState, down, ssh_command, up, wait_for_ssh
 from tfenv.lab.run import LabError
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_LAB_NAME = "tfenv-test-lab"
+TEST_LAB_NAME = os.environ.get("TFENV_TEST_LAB_NAME", "tfenv-test-lab")
 TEST_LAB_DIR = Path(os.environ.get("TFENV_TEST_LAB_DIR", "/var/tmp/tfenv-test-lab"))
 
 

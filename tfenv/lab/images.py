@@ -7,14 +7,18 @@ Both are rebuilt only when their inputs change (a hash in the tag/label).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 from tfenv.lab.engine import ensure_command
-from tfenv.lab.progress import step
+from tfenv.lab.progress import say, step
 from tfenv.lab.run import LabError, run
 from tfenv.lab.sim import sim_file
 
@@ -54,6 +58,35 @@ APT_SLIM = {
 LABEL = "tfenv.lab"
 # No buildx on these machines: the classic builder.
 CLASSIC_BUILD = {"DOCKER_BUILDKIT": "0"}
+# One builder of lab images per machine at a time: two labs coming up side by side
+# (the test suite's lanes, a demo beside the tests) would each build the same
+# images from scratch. The second waits, then finds them built.
+BUILD_LOCK = Path(os.environ.get("TFENV_LAB_BUILD_LOCK", "/var/tmp/tfenv-lab-build.lock"))
+_held = [0]  # nesting depth in this process (build_image calls ensure_base_image)
+
+
+@contextmanager
+def building() -> Iterator[None]:
+    """Hold the machine-wide lab image build lock (re-entrant within a process)."""
+    if _held[0]:
+        _held[0] += 1
+        try:
+            yield
+        finally:
+            _held[0] -= 1
+        return
+    with open(BUILD_LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"==> Waiting for another tfenv process that builds lab images ({BUILD_LOCK})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _held[0] = 1
+        try:
+            yield
+        finally:
+            _held[0] = 0
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def base_hash() -> str:
@@ -80,6 +113,13 @@ def ensure_base_image() -> str:
     wanted = base_hash()
     if image_label(BASE_IMAGE, "tfenv.lab.base-hash") == wanted:
         return BASE_IMAGE
+    with building():
+        return _build_base_image(wanted)
+
+
+def _build_base_image(wanted: str) -> str:
+    if image_label(BASE_IMAGE, "tfenv.lab.base-hash") == wanted:
+        return BASE_IMAGE  # another process built it while this one waited
     debootstrap = ensure_command(
         "debootstrap", "debootstrap", "debootstrap, for the lab's base image"
     )
@@ -147,6 +187,21 @@ def build_image(
     tag = f"{repository}:{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if image_label(tag, LABEL) is not None:
         return tag
+    with building():
+        if image_label(tag, LABEL) is None:  # not built meanwhile by another process
+            _build(tag, dockerfile, files, args, what, timeout, hint)
+    return tag
+
+
+def _build(
+    tag: str,
+    dockerfile: str,
+    files: dict[str, str],
+    args: dict[str, str],
+    what: str,
+    timeout: float,
+    hint: str,
+) -> None:
     with tempfile.TemporaryDirectory(prefix="tfenv-lab-build-") as context:
         Path(context, "Dockerfile").write_text(dockerfile)
         for name, content in files.items():
@@ -170,7 +225,6 @@ def build_image(
                 env=CLASSIC_BUILD,
                 hint=hint,
             )
-    return tag
 
 
 def ensure_host_image() -> str:
