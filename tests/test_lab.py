@@ -1,4 +1,7 @@
-"""The lab against a real Docker engine: hosts reached over real SSH."""
+"""The lab against a real Docker engine: hosts reached over real SSH.
+
+Image: none (the lab hosts themselves: SSH, sudo, no Docker yet).
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ lock-deps`` and built, gated, pushed and locked once per session (the
 ``team_image`` fixture; test_lab_tf_node.py runs it as a dev container).
 Here: what the pushed image carries, that a rebuild changes nothing, and that
 a secret planted in a build file refuses the push.
+
+Image: the team image, built over the lab's TensorFlow base (the image is the subject).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """`tfenv lock` against the lab registry: --check passes, notices a moved tag,
-and a rewrite records the new digest (the tag is put back afterwards)."""
+and a rewrite records the new digest (the tag is put back afterwards).
+
+Image: the lab TF images' tags and digests in the registry (no container runs).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""tfenv's operations run by pyinfra against real lab hosts: changes, then none."""
+"""tfenv's operations run by pyinfra against real lab hosts: changes, then none.
+
+Image: no dev container; the small Debian check image for ``--gpus`` (the subject is
+the GPU base's operations).
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,17 @@
-"""tfenv reconcile on a real 3-host lab (lab-7..lab-9, over real SSH).
+"""tfenv reconcile on a real 3-host lab (lab-10..lab-12, over real SSH).
 
-One module fixture provisions the three hosts with tf_node. Then each drift
+The hosts are the rollout modules' first three (in ``make test`` this module runs
+after them, in the same lane: tools/test-lanes): one module fixture brings them
+back to the lab's declared state with tf_node (from whatever the rollouts left:
+another image, another driver; or from bare, when this module runs alone). Then each drift
 the issue lists is injected by hand on one host, found by ``tfenv reconcile``
 (exit 2, the right host, area and field), fixed by ``--apply`` (or listed as
 needing a person), and the next run exits 0; files on the checkpoint mount
 and in the home directory are checked after every apply.
+
+Image: the lab TF release lab1 (real TensorFlow), as the rollout hosts it shares
+already hold it: reusing them costs one replacement each, where hosts of a small
+image would cost three first deploys; the reconcile's deep check runs its TF op.
 """
 
 from __future__ import annotations
@@ -34,9 +41,9 @@ from tfenv.lab.fleet import Lab
 
 pytestmark = pytest.mark.lab
 
-FIRST = 6  # 0-based: lab-7, lab-8, lab-9 (other modules use the hosts before them)
+FIRST = 9  # 0-based: lab-10, lab-11, lab-12 (the rollout modules' hosts, shared)
 COUNT = 3
-DRIFTED = FIRST + 1  # lab-8: where drift is injected
+DRIFTED = FIRST + 1  # lab-11: where drift is injected
 SECRET = "/etc/tfenv/secrets/dev/jupyter_token_dev"
 KEYS = "/etc/tfenv/containers/dev/authorized_keys"
 DRIVER_PACKAGES = ("nvidia-driver", "nvidia-kernel-open-dkms", "nvidia-smi", "libnvidia-ml1",
@@ -98,7 +105,7 @@ def fingerprints(state) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(lab_of, test_lab: Lab, tmp_path_factory):
-    """lab-7..9 after a first tf_node run, with a researcher's files written;
+    """lab-10..12 after a tf_node run, with a researcher's files written;
     (lab state, state dir for reconcile, the files' fingerprints)."""
     state = lab_of(FIRST + COUNT, images=True)
     limits = [arg for name in names(state) for arg in ("--limit", name)]

@@ -2,6 +2,8 @@
 
 Real Docker, real registry, real TensorFlow: the images are pulled by the
 digests in the lab's lock and run.
+
+Image: the lab TF releases themselves, real TensorFlow (they are the subject).
 """
 
 from __future__ import annotations

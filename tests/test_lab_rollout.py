@@ -9,6 +9,10 @@ back without a person; lab4-slow and lab5-drift stopped on the p99 and the KL
 gates; kill -9 mid-wave then resume (a second start refused meanwhile); a host
 stopped mid-rollout (paused, then resumed). The researcher's files are checked
 after every case.
+
+Image: the lab TF releases, real TensorFlow: an image rollout is the subject, and
+lab5-drift runs tfenv's own probe (a TF model). The other gate cases read scripted
+metrics, so no timing decides them.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ rollout's write of the new version into the group data never touches the
 repository. Each lab host is a container: a reboot is its container stopping
 and starting, which ``docker events`` records with timestamps. From those the
 tests read how many hosts were down at once and how often each one rebooted.
+
+Image: whatever the image rollouts left running (real TensorFlow, nothing pulled
+again): the subject is the driver and its reboots, not the image.
 """
 
 from __future__ import annotations

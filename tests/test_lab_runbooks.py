@@ -10,6 +10,9 @@ session's team image spec. Before some runbooks the situation they are for is
 made real: drift before the drift report, the NFS mount stopped before the
 NFS outage. Blocks run with ``bash -euo pipefail`` from the repository, as an
 operator pastes them.
+
+Image: lab-5's dev container from test_lab_tf_node.py (real TensorFlow) and the
+session's team image: the runbooks act on what researchers run.
 """
 
 from __future__ import annotations

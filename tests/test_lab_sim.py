@@ -3,6 +3,8 @@ apt repository, reboots through pyinfra, ``docker run --gpus``, and NFS.
 
 Slow by nature (apt installs, Docker inside a lab host, two reboots): each test
 does one whole story on its own lab host.
+
+Image: no dev container; the small Debian check image for ``docker run --gpus``.
 """
 
 from __future__ import annotations

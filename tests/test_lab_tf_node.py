@@ -7,6 +7,10 @@ repository with staged, unstaged and untracked changes and a stash, a venv)
 and checkpoints survive byte for byte; a container in use (SSH session,
 busy Jupyter kernel, GPU process) is replaced only as its policy says; a
 failed pull leaves the old container running; no secret value shows up anywhere.
+
+Image: the lab TF release lab1 (real TensorFlow and Jupyter): the dev container, its
+TF op and its Jupyter kernel are the subject. Its second host (lab-6, the fault tests)
+runs the same, as a fleet's second host would.
 """
 
 from __future__ import annotations
