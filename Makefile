@@ -40,12 +40,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The full suite (what .ci/run runs): lint, every test, lab tests included, in two
-# lanes side by side, each with a lab of its own (tools/test-lanes says which modules
-# go where); each lane ends with its time table (each module's wall time, the lab's
-# setup, the total). ARGS go to both pytest runs.
+# The full suite (what .ci/run runs): lint, every test, lab tests included; ends
+# with the time table (each module's wall time, the lab's setup, the total).
+# One pytest process: the lab tests keep this machine's 2 cores busy, so a second
+# lane beside it (tried: two labs, two processes) only slowed both.
 test: lint
-	$(BIN)/python tools/test-lanes $(ARGS)
+	$(BIN)/python -m pytest -q --durations=30
 
 # The fast tier, for every change before a commit: lint and every non-lab test, in
 # two pytest processes side by side (about 2 minutes here; no Docker engine needed).
@@ -63,12 +63,14 @@ check: lint
 # Mutation testing of the pure core and the fleet jobs (about 40 min on 2 cores; not in
 # CI). mutmut 3's timeout thread signals (SIGXCPU) the PIDs of its finished workers,
 # which by then may belong to any other process on the machine: it runs in a PID
-# namespace of its own where unshare allows (root), else run nothing beside it.
+# namespace of its own where unshare allows (root), else run nothing beside it. (A shell
+# is that namespace's PID 1: mutmut as PID 1 would reap orphans it does not know.)
 mutation: setup
 	$(BIN)/pip install --quiet 'mutmut>=3.3,<4'
 	rm -rf mutants
 	@if unshare --pid --fork --mount-proc true 2>/dev/null; then \
-	  unshare --pid --fork --mount-proc $(BIN)/mutmut run --max-children $$(nproc) || true; \
+	  unshare --pid --fork --mount-proc sh -c '"$$@"; exit $$?' sh \
+	    $(BIN)/mutmut run --max-children $$(nproc) || true; \
 	else \
 	  echo "(no PID namespace here: run nothing else beside mutmut)"; \
 	  $(BIN)/mutmut run --max-children $$(nproc) || true; \
@@ -82,4 +84,4 @@ bench-fleet: setup
 	$(BIN)/python benchmarks/fleet.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants .check-slow.log .test-lane-fleet.log
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants .check-slow.log

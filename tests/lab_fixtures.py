@@ -3,8 +3,7 @@
 One lab per test session (named ``tfenv-test-lab`` or ``$TFENV_TEST_LAB_NAME``, its
 own state directory ``/var/tmp/tfenv-test-lab`` or ``$TFENV_TEST_LAB_DIR``, so a
 developer's own ``tfenv lab`` is untouched), grown to the largest size any test asks
-for, and taken down at the end. ``make test`` runs two such sessions side by side,
-each with a lab of its own (tools/test-lanes).
+for, and taken down at the end.
 """
 
 from __future__ import annotations

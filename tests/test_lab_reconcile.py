@@ -1,9 +1,10 @@
 """tfenv reconcile on a real 3-host lab (lab-10..lab-12, over real SSH).
 
-The hosts are the rollout modules' first three (in ``make test`` this module runs
-after them, in the same lane: tools/test-lanes): one module fixture brings them
-back to the lab's declared state with tf_node (from whatever the rollouts left:
-another image, another driver; or from bare, when this module runs alone). Then each drift
+The hosts are the rollout modules' first three (a bare host's first deploy costs
+about a minute of the machine's two cores; sharing saves three): one module fixture
+brings them to the lab's declared state with tf_node, from bare (this module runs
+first, in file order) or from whatever the rollouts left (another image, another
+driver) when it runs after them. Then each drift
 the issue lists is injected by hand on one host, found by ``tfenv reconcile``
 (exit 2, the right host, area and field), fixed by ``--apply`` (or listed as
 needing a person), and the next run exits 0; files on the checkpoint mount
