@@ -44,8 +44,9 @@ def _driver_line(state) -> dict:
         "module_version": state.module_version,
         "smi_error": state.smi_error,
         "gpus": len(state.gpus),
+        # Debian names the package nvidia-driver; Ubuntu nvidia-driver-<branch>.
         "installed": state.installed("nvidia-driver")
-        or next((v for p, v in sorted(state.packages.items())
+        or next((state.installed(p) for p in sorted(state.packages)
                  if p.startswith("nvidia-driver-") and state.installed(p)), None),
         "record": state.driver_rollout,
     }  # fmt: skip
