@@ -123,6 +123,18 @@ DATA: dict[str, Any] = {
 # -- the harness -------------------------------------------------------------------
 
 
+# What the driver step plans while dev-a has an SSH session (the plain deploy and a
+# driver rollout's move say the same).
+BUSY_REFUSAL = [
+    {"call": "report_failure", "args": [
+        "driver 550.144.03: nothing changed and the host NOT rebooted: container(s) in use "
+        "(replace: when-idle): dev-a (an SSH session from 192.168.0.1:53518). The driver "
+        "change is pending (kernel module 550.127.05 loaded, 550.144.03 declared). Run the "
+        "deploy again once they are idle, or now with --data force_busy=true (users get a "
+        "notice on their terminals)."]}
+]  # fmt: skip
+
+
 def render(command: object) -> Any:
     """A command as a plan shows it: the shell line, the upload (where, what), or the
     function pyinfra would call (with its arguments)."""
@@ -766,14 +778,7 @@ def test_a_driver_upgrade_under_a_busy_container_changes_nothing(workdir: Path) 
         "GPU host base | Docker engine 27.3.1 (docker)",
         "GPU host base | Containers idle for the driver's reboot",
     ]
-    assert step(steps, "Containers idle for the driver's reboot").commands == [
-        {"call": "report_failure", "args": [
-            "driver 550.144.03: nothing changed and the host NOT rebooted: container(s) in use "
-            "(replace: when-idle): dev-a (an SSH session from 192.168.0.1:53518). The driver "
-            "change is pending (kernel module 550.127.05 loaded, 550.144.03 declared). Run the "
-            "deploy again once they are idle, or now with --data force_busy=true (users get a "
-            "notice on their terminals)."]}
-    ]  # fmt: skip
+    assert step(steps, "Containers idle for the driver's reboot").commands == BUSY_REFUSAL
 
 
 def test_a_driver_upgrade_reboots_guarding_only_the_running_containers(workdir: Path) -> None:
